@@ -1,0 +1,127 @@
+"""AMI bridge: keeps one logged-in panoramisk Manager connection to Asterisk.
+
+Reconnects with exponential backoff and logs each state change. Events are
+queued off panoramisk's read loop and handed to the bus by a consumer task, so
+a slow subscriber never blocks AMI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from panoramisk import Manager
+
+from cti.bus import InProcessBus
+from ivr.config import AmiSettings
+
+log = logging.getLogger("cti.ami")
+
+EVENT_QUEUE_SIZE = 10_000
+
+
+class _Manager(Manager):
+    """panoramisk's Manager with our backoff instead of its fixed reconnect delay."""
+
+    def __init__(self, bridge: AmiBridge, **config: Any) -> None:
+        super().__init__(**config)
+        self.bridge = bridge
+
+    def connection_made(self, f: asyncio.Future) -> None:  # type: ignore[type-arg]
+        if f.exception() is not None:
+            self.bridge._set_state("disconnected", reason=str(f.exception()))
+            self.loop.call_later(self.bridge._next_delay(), self.connect)
+            return
+        super().connection_made(f)
+
+    def login(self, future: asyncio.Future) -> bool:  # type: ignore[type-arg]
+        ok = super().login(future)
+        if not ok:
+            self.bridge._set_state("login_failed")
+        return ok
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connected = False
+        if self.pinger:
+            self.pinger.cancel()
+            self.pinger = None
+        self.bridge._set_state("disconnected", reason=str(exc or "closed"))
+        if not self.bridge.stopping:
+            self.loop.call_later(self.bridge._next_delay(), self.connect)
+
+
+class AmiBridge:
+    def __init__(self, settings: AmiSettings, bus: InProcessBus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.state = "stopped"
+        self.stopping = False
+        self.delay = 0.5
+        self.events: asyncio.Queue[Any] = asyncio.Queue(EVENT_QUEUE_SIZE)
+        self.dropped = 0
+        self.manager: _Manager | None = None
+        self.consumer: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.manager = _Manager(
+            self,
+            loop=loop,
+            host=self.settings.host,
+            port=self.settings.port,
+            username=self.settings.username,
+            secret=self.settings.secret.get_secret_value(),
+            events="on",
+            ping_delay=10,
+            ping_interval=10,
+            on_login=self._on_login,
+        )
+        self.manager.register_event("*", self._on_event)
+        self.consumer = asyncio.create_task(self._consume())
+        self._set_state("connecting")
+        self.manager.connect()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.manager is not None:
+            self.manager.close()
+        if self.consumer is not None:
+            self.consumer.cancel()
+        self._set_state("stopped")
+
+    def health(self) -> dict[str, Any]:
+        ok = self.state == "logged_in"
+        return {"status": "ok" if ok else "degraded", "state": self.state, "dropped": self.dropped}
+
+    def _on_login(self, _manager: Manager) -> None:
+        self.delay = 0.5
+        self._set_state("logged_in")
+
+    def _on_event(self, _manager: Manager, event: Any) -> None:
+        try:
+            self.events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error("AMI event queue full; event dropped", extra={"event": event.event})
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self.events.get()
+            if event.event == "FullyBooted":
+                log.info("Asterisk fully booted", extra={"ami": self.address})
+            await self.bus.publish("ami." + event.event, dict(event))
+
+    def _next_delay(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, self.settings.reconnect_max_delay)
+        return delay
+
+    def _set_state(self, state: str, **detail: Any) -> None:
+        if state != self.state:
+            level = logging.WARNING if state in ("disconnected", "login_failed") else logging.INFO
+            log.log(level, "AMI " + state, extra={"ami": self.address, **detail})
+            self.state = state

@@ -1,0 +1,1 @@
+"""The data store: SQLAlchemy models, Alembic migrations, and the writers that use them."""

@@ -1,0 +1,34 @@
+"""Web users: creation and password checks (werkzeug's salted hashes)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from cti.store.models import ROLES, User
+
+MIN_PASSWORD = 10
+
+
+class UserError(ValueError):
+    pass
+
+
+def add_user(sessions: sessionmaker[Session], username: str, password: str, role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+    with sessions.begin() as db:
+        if db.scalar(select(User).where(User.username == username)) is not None:
+            raise UserError(f"user {username!r} exists already")
+        db.add(User(username=username, password_hash=generate_password_hash(password), role=role))
+
+
+def authenticate(sessions: sessionmaker[Session], username: str, password: str) -> User | None:
+    with sessions() as db:
+        user = db.scalar(select(User).where(User.username == username, User.active.is_(True)))
+    if user is not None and check_password_hash(user.password_hash, password):
+        return user
+    return None

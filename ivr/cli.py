@@ -1,0 +1,147 @@
+"""The `ivr` command: one entry point with a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ivr import __version__
+from ivr.config import ConfigError, Settings, load_settings
+from ivr.flows.plan import DialPlanError
+from ivr.logs import setup_logging
+
+
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from ivr.service import serve
+
+    return serve(settings)
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from cti.store.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    print(f"database schema at {current_revision(engine)}")
+    return 0
+
+
+def cmd_db_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Demo users for a first look; their password goes to a 0600 file, never to the terminal."""
+    from cti.store.db import make_engine, session_factory
+    from cti.store.users import UserError, add_user
+
+    sessions = session_factory(make_engine(settings.database.url))
+    out = Path(args.credentials)
+    if out.exists():
+        print(f"demo data exists already; logins are in {out}")
+        return 0
+    password = secrets.token_urlsafe(12)
+    try:
+        for name, role in (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent")):
+            add_user(sessions, name, password, role)
+    except UserError as exc:
+        print(f"ivr db demo: {exc}", file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(mode=0o600)
+    out.write_text(f"users: ops, supervisor, agent1\npassword: {password}\n", encoding="utf-8")
+    print(f"demo users ops, supervisor and agent1 created; the password is in {out}")
+    return 0
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.store.db import make_engine, session_factory
+    from cti.store.users import UserError, add_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+    try:
+        add_user(
+            session_factory(make_engine(settings.database.url)), args.username, password, args.role
+        )
+    except UserError as exc:
+        print(f"ivr user add: {exc}", file=sys.stderr)
+        return 1
+    print(f"user {args.username} ({args.role}) added")
+    return 0
+
+
+def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> int:
+    """Print the effective configuration; secrets show as stars."""
+    import yaml
+
+    print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivr", description="IVR and CTI service for Asterisk contact centers."
+    )
+    parser.add_argument("--version", action="version", version=f"ivr {__version__}")
+    parser.add_argument(
+        "-c", "--config", help="YAML config file (default: $IVR_CONFIG or ./ivr.yaml)"
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, func: Command, help: str, into: argparse._SubParsersAction = sub
+    ) -> argparse.ArgumentParser:
+        p = into.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("serve", cmd_serve, "Run the FastAGI server, AMI bridge and web app.")
+    db = sub.add_parser("db", help="Create, migrate or fill the database.")
+    db_sub = db.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    add("upgrade", cmd_db_upgrade, "Create or migrate the schema to the latest version.", db_sub)
+    demo = add("demo", cmd_db_demo, "Add demo users for a first look.", db_sub)
+    demo.add_argument(
+        "--credentials",
+        default="var/demo-logins.txt",
+        help="file that receives the demo password (mode 0600)",
+    )
+    user = sub.add_parser("user", help="Manage web users.")
+    user_sub = user.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    user_add = add("add", cmd_user_add, "Add a user (agent, supervisor or ops).", user_sub)
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True, choices=("agent", "supervisor", "ops"))
+    user_add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    config = sub.add_parser("config", help="Check the configuration.")
+    config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    add(
+        "check",
+        cmd_config_check,
+        "Validate and print the effective settings (secrets hidden).",
+        config_sub,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"ivr: config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log.level, settings.log.format, settings.secret_values())
+    try:
+        return args.func(settings, args)
+    except (DialPlanError, ConfigError) as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,187 @@
+"""Service configuration: one YAML file, overridden by ``IVR_<SECTION>__<KEY>`` variables.
+
+Every setting has a default that works on one machine, so the file is optional.
+A bad value is refused with a message naming the key (and the variable or file
+it came from) and what was expected. Secret values are ``SecretStr`` and never
+appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "IVR_"
+DEFAULT_CONFIG_FILE = "ivr.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator in one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = Field("sqlite:///var/ivr.sqlite3", description="SQLAlchemy URL of the database.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("expected a sqlite:/// or postgresql:// URL")
+        return url
+
+
+class BusSettings(_Section):
+    backend: Literal["inprocess", "redis"] = "inprocess"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class AmiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "ivr"
+    secret: SecretStr = SecretStr("")
+    reconnect_max_delay: float = Field(30.0, gt=0, description="Backoff cap in seconds.")
+
+
+class AgiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.1"], description="Peer addresses.")
+    command_timeout: float = Field(30.0, gt=0, description="Seconds any AGI command may take.")
+    safe_queue: str = Field("main", description="Queue a call goes to when our code fails.")
+    drain_timeout: float = Field(
+        60.0, ge=0, description="Seconds calls may take to finish on stop."
+    )
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    secret_key: SecretStr = SecretStr("")
+    threads: int = Field(64, ge=1, description="Worker threads (live agent pages hold one each).")
+
+
+class TwilioSettings(_Section):
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+
+
+class PathSettings(_Section):
+    dialplans: Path = Path("dialplans")
+    prompts: Path = Path("prompts")
+    spool: Path = Path("var/spool")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+class Settings(_Section):
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    def secret_values(self) -> list[str]:
+        """Every non-empty secret, so that logging can mask it wherever it shows up."""
+        found = [self.ami.secret, self.web.secret_key, self.twilio.auth_token]
+        return [s.get_secret_value() for s in found if s.get_secret_value()]
+
+    def session_key(self) -> str:
+        """The web session key; a random one per process when none is configured."""
+        key = self.web.secret_key.get_secret_value()
+        if not key:
+            key = secrets.token_urlsafe(32)
+            self.web.secret_key = SecretStr(key)
+        return key
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """``IVR_AMI__SECRET=x`` becomes ``{("ami", "secret"): "x"}``; IVR_CONFIG is not a key."""
+    found = {}
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            found[tuple(name[len(ENV_PREFIX) :].lower().split("__"))] = value
+    return found
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any, origin: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {'.'.join(path)}: {part} is not a section")
+        node = child
+    if path[-1:] == ("allow",):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    node[path[-1]] = value
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(word in key for word in ("secret", "token", "password", "key"))
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: dict[str, str]) -> Path | None:
+    """The file to read: --config, else $IVR_CONFIG, else ./ivr.yaml when present."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("IVR_CONFIG"):
+        return Path(environ["IVR_CONFIG"])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, and validate."""
+    environ = dict(os.environ if environ is None else environ)
+    file = config_path(path, environ)
+    tree: dict[str, Any] = {}
+    if file is not None:
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{file}:{where}: not valid YAML") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of sections at the top level")
+        tree = loaded or {}
+
+    env = _env_overrides(environ)
+    for key_path, value in env.items():
+        var = ENV_PREFIX + "__".join(key_path).upper()
+        _set_path(tree, key_path, value, var)
+
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        var = ENV_PREFIX + "__".join(str(p) for p in error["loc"]).upper()
+        origin = var if tuple(str(p) for p in error["loc"]) in env else str(file or "defaults")
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif not _is_secret_key(key) and "input" in error and not isinstance(error["input"], dict):
+            message += f", got {error['input']!r}"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{origin}: {key}: {message}{more}") from None

@@ -1,0 +1,125 @@
+"""`ivr serve`: the FastAGI server, the AMI bridge and the web app in one process.
+
+SIGINT or SIGTERM stops new calls at once and lets calls in progress finish
+(up to ``agi.drain_timeout`` seconds) before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from sqlalchemy import Engine
+from waitress.server import create_server
+
+from cti.ami.bridge import AmiBridge
+from cti.bus import make_bus
+from cti.store.calls import CallLog
+from cti.store.db import current_revision, make_engine, session_factory
+from cti.web.app import create_app
+from ivr.config import Settings
+from ivr.flows.plan import DialPlanError, load_plan
+from ivr.transports.agi_call import AgiCall
+from ivr.transports.fastagi import AgiRequest, FastAgiServer
+
+log = logging.getLogger("ivr.service")
+
+
+class ServiceError(Exception):
+    """The service cannot start; the message says why and what to do."""
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from cti.store.db import MIGRATIONS
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+def check_schema(engine: Engine) -> None:
+    have, want = current_revision(engine), head_revision()
+    if have != want:
+        raise ServiceError(
+            f"database schema is at {have or 'nothing'}, expected {want}: run `ivr db upgrade`"
+        )
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database.url)
+        check_schema(self.engine)
+        self.sessions = session_factory(self.engine)
+        self.plan = load_plan(settings.paths.dialplans)
+        self.calls = CallLog(self.sessions)
+        self.bus = make_bus(settings.bus.backend)
+        agi = settings.agi
+        self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
+        self.ami = AmiBridge(settings.ami, self.bus) if settings.ami.enabled else None
+        app = create_app(self.sessions, settings.session_key(), self.health)
+        self.web = create_server(
+            app, host=settings.web.host, port=settings.web.port, threads=settings.web.threads
+        )
+        self.stopping = asyncio.Event()
+
+    async def _on_call(self, request: AgiRequest) -> None:
+        await AgiCall(request, self.plan, self.calls, self.settings.agi.safe_queue).run()
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return {
+            "fastagi": {"status": "ok", "calls": len(self.agi.calls)},
+            "ami": self.ami.health() if self.ami else {"status": "disabled"},
+            "bus": self.bus.health(),
+        }
+
+    def addresses(self) -> dict[str, str]:
+        web = self.web.effective_host, self.web.effective_port  # type: ignore[union-attr]
+        found = {
+            "fastagi": f"agi://{self.settings.agi.host}:{self.agi.port}/inbound",
+            "web": f"http://{web[0]}:{web[1]}/",
+        }
+        if self.ami:
+            found["ami"] = f"{self.ami.address} (client)"
+        return found
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        await self.agi.start()
+        if self.ami:
+            await self.ami.start()
+        web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
+        web_thread.start()
+        for name, address in self.addresses().items():
+            print(f"{name:8} {address}", flush=True)
+        log.info("service ready", extra=self.addresses())
+        await self.stopping.wait()
+        log.info("stopping: refusing new calls, letting calls in progress finish")
+        await self.agi.stop(self.settings.agi.drain_timeout)
+        if self.ami:
+            await self.ami.stop()
+        self.web.close()
+        self.engine.dispose()
+        log.info("stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+def serve(settings: Settings) -> int:
+    try:
+        service = Service(settings)
+    except (ServiceError, DialPlanError) as exc:
+        print(f"ivr serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ivr serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(service.run())
+    return 0
