@@ -33,21 +33,19 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_db_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Demo users for a first look; their password goes to a 0600 file, never to the terminal."""
     from cti.store.db import make_engine, session_factory
-    from cti.store.users import UserError, add_user
+    from cti.store.users import add_user, user_exists
 
     sessions = session_factory(make_engine(settings.database.url))
     out = Path(args.credentials)
-    if out.exists():
-        print(f"demo data exists already; logins are in {out}")
+    users = (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent"))
+    if user_exists(sessions, users[0][0]):
+        print(f"demo users exist already; their logins are in {out}")
         return 0
     password = secrets.token_urlsafe(12)
-    try:
-        for name, role in (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent")):
-            add_user(sessions, name, password, role)
-    except UserError as exc:
-        print(f"ivr db demo: {exc}", file=sys.stderr)
-        return 1
+    for name, role in users:
+        add_user(sessions, name, password, role)
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
     out.touch(mode=0o600)
     out.write_text(f"users: ops, supervisor, agent1\npassword: {password}\n", encoding="utf-8")
     print(f"demo users ops, supervisor and agent1 created; the password is in {out}")
@@ -70,6 +68,21 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ivr user add: {exc}", file=sys.stderr)
         return 1
     print(f"user {args.username} ({args.role}) added")
+    return 0
+
+
+def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cti.ami.originate import AmiError, place_test_call, simulated_call_action
+
+    try:
+        action = simulated_call_action(args.did, press=args.press, play=args.play, hold=args.hold)
+        message = asyncio.run(place_test_call(settings.ami, action))
+    except (AmiError, ValueError) as exc:
+        print(f"ivr call: {exc}", file=sys.stderr)
+        return 1
+    print(f"calling {args.did}: {message}")
     return 0
 
 
@@ -119,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    call = add("call", cmd_call, "Place a test call into a DID with a simulated caller.")
+    call.add_argument("did", help="the DID to call, e.g. 5551000")
+    call.add_argument("--press", default="", help="keys the caller presses (w = half-second pause)")
+    call.add_argument("--play", default="", help="recorded sounds the caller plays, joined by &")
+    call.add_argument("--hold", type=float, default=30, help="seconds the caller stays on the line")
     config = sub.add_parser("config", help="Check the configuration.")
     config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
     add(

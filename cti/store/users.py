@@ -20,10 +20,15 @@ def add_user(sessions: sessionmaker[Session], username: str, password: str, role
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password must have at least {MIN_PASSWORD} characters")
+    if user_exists(sessions, username):
+        raise UserError(f"user {username!r} exists already")
     with sessions.begin() as db:
-        if db.scalar(select(User).where(User.username == username)) is not None:
-            raise UserError(f"user {username!r} exists already")
         db.add(User(username=username, password_hash=generate_password_hash(password), role=role))
+
+
+def user_exists(sessions: sessionmaker[Session], username: str) -> bool:
+    with sessions() as db:
+        return db.scalar(select(User.id).where(User.username == username)) is not None
 
 
 def authenticate(sessions: sessionmaker[Session], username: str, password: str) -> User | None:

@@ -109,7 +109,7 @@ class AgiCall:
     async def _play(self, action: Play) -> None:
         path = sound_path(action.prompt, action.language)
         result = await self.request.send(f'STREAM FILE {path} ""')
-        self._check(result.value, "STREAM FILE")
+        await self._check(result.value, "STREAM FILE")
 
     async def _collect(self, action: Collect) -> Digits:
         path = sound_path(action.prompt, action.language)
@@ -117,12 +117,12 @@ class AgiCall:
         result = await self.request.send(
             f"GET DATA {path} {ms} {action.max_digits}", timeout=action.timeout + 60
         )
-        self._check(result.value, "GET DATA")
+        await self._check(result.value, "GET DATA")
         return Digits(result.result)
 
-    def _check(self, value: int, command: str) -> None:
+    async def _check(self, value: int, command: str) -> None:
         if value < 0:
-            if self.request.hangup_notified:
+            if not await self.request.alive():
                 raise CallerHungUp(f"{command} ended by hangup")
             raise AgiError(f"{command} failed")
 

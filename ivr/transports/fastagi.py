@@ -95,6 +95,20 @@ class AgiRequest(Request):
             value, data = self._fields(line)
             return AgiResult(code, value, data, line)
 
+    async def alive(self) -> bool:
+        """After an ambiguous -1 result: is the channel still up?
+
+        Asterisk sends ``HANGUP`` *after* the result of the command the caller hung up
+        in, so ask once more; a dead channel answers 511 (or the notice arrives first).
+        """
+        if self.hangup_notified:
+            return False
+        try:
+            await self.send("CHANNEL STATUS", timeout=5)
+        except CallerHungUp:
+            return False
+        return not self.hangup_notified
+
     @staticmethod
     def _fields(line: str) -> tuple[str, str]:
         """``200 result=49 (timeout)`` -> ("49", "timeout")."""

@@ -1,0 +1,44 @@
+# The two commands: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SANDBOX := docker/asterisk/sandbox
+# Debian packages the tests use: the sandbox builder, a real browser, prompt audio tools.
+DEBS := debootstrap chromium chromium-driver espeak-ng sox iproute2 curl
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint format debs venv clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+debs:
+	@scripts/install-debs $(DEBS)
+
+run: venv
+	@scripts/run-local
+
+test: venv debs
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	scripts/with-sandbox $(BIN)/pytest -n 4 $(PYTEST_ARGS)
+
+bench: venv
+	scripts/with-sandbox $(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,95 @@
+"""Test calls: originate a simulated caller into one of our DIDs through AMI.
+
+The Local channel's ;2 half enters ``ivr-inbound`` at the DID and reaches our
+IVR; its ;1 half runs the ``ivr-caller`` context (see extensions.conf) once the
+IVR answers: it presses keys, plays recorded sounds, or stays silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+from panoramisk import Manager
+
+from ivr.config import AmiSettings
+
+
+def simulated_call_action(
+    did: str,
+    press: str = "",
+    play: str = "",
+    hold: float = 30,
+    wait: float = 1,
+    caller_id: str = "+14155550100",
+    agi_server: str | None = None,
+) -> dict[str, Any]:
+    """The Originate action for one simulated caller. `agi_server` overrides IVR_AGI_SERVER."""
+    if not did.isdigit():
+        raise ValueError(f"DID must be digits, not {did!r}")
+    script = "dtmf" if press else "play" if play else "silent"
+    variables = {"CALLER_DTMF": press, "CALLER_PROMPT": play, "CALLER_HOLD": hold, "CALLER_WAIT": wait}
+    if agi_server:
+        variables["IVR_AGI_SERVER"] = agi_server
+    return {
+        "Action": "Originate",
+        "ActionID": "testcall-" + uuid.uuid4().hex,
+        "Channel": f"Local/{did}@ivr-inbound/n",
+        "Context": "ivr-caller",
+        "Exten": script,
+        "Priority": "1",
+        "CallerID": f'"Test caller" <{caller_id}>',
+        "Timeout": "30000",
+        "Async": "true",
+        "Variable": [f"{k}={v}" for k, v in variables.items() if v != ""],
+    }
+
+
+class AmiError(Exception):
+    """AMI refused a login or an action."""
+
+    pass
+
+
+@asynccontextmanager
+async def ami_session(settings: AmiSettings, events: str = "off", timeout: float = 10):
+    """A logged-in panoramisk Manager for a short job (a CLI command, a test)."""
+    logged_in = asyncio.Event()
+    manager = Manager(
+        loop=asyncio.get_running_loop(),
+        host=settings.host,
+        port=settings.port,
+        username=settings.username,
+        secret=settings.secret.get_secret_value(),
+        events=events,
+        on_login=lambda _m: logged_in.set(),
+    )
+    try:
+        await manager.connect()
+        async with asyncio.timeout(timeout):
+            await logged_in.wait()
+    except (OSError, TimeoutError) as exc:
+        manager.close()
+        raise AmiError(f"cannot log in to AMI at {settings.host}:{settings.port}: {exc or 'timeout'}") from None
+    try:
+        yield manager
+    finally:
+        manager.close()
+
+
+async def place_test_call(settings: AmiSettings, action: dict[str, Any]) -> str:
+    """Originate `action` and wait until the IVR answers; returns AMI's word on it.
+
+    With ``Async: true`` Asterisk answers twice: the action's response at once, and an
+    OriginateResponse event when the call is answered or fails (panoramisk collects both).
+    """
+    async with ami_session(settings, events="call") as manager:
+        async with asyncio.timeout(int(action["Timeout"]) / 1000 + 10):
+            messages = await manager.send_action(action)
+    final = messages[-1] if isinstance(messages, list) else messages
+    if final.get("Response") in ("Error", "Failure"):
+        reason = final.get("Message") or f"reason {final.get('Reason')}"
+        raise AmiError(f"Originate failed: {reason}")
+    return "answered" if isinstance(messages, list) else final.get("Message", "")
