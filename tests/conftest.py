@@ -7,6 +7,7 @@ reason; under CI=true they fail instead, because CI must run them.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,9 @@ from tests.support.ami import AmiClient
 from tests.support.service import REPO, ServiceProcess
 
 SANDBOX = REPO / "docker" / "asterisk" / "sandbox"
-POSTGRES_URL = os.environ.get("IVR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "IVR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 def unavailable(why: str) -> None:
@@ -36,6 +39,8 @@ def unavailable(why: str) -> None:
 @dataclass
 class Sandbox:
     ami: AmiSettings
+    pid: str
+    root: Path
 
     def cli(self, command: str) -> str:
         done = subprocess.run([SANDBOX, "cli", command], capture_output=True, text=True, check=True)
@@ -52,7 +57,13 @@ def asterisk() -> Sandbox:
     assert started.returncode == 0, started.stderr
     secret_file = subprocess.run([SANDBOX, "secret-file"], capture_output=True, text=True).stdout
     secret = Path(secret_file.strip()).read_text().strip()
-    return Sandbox(ami=AmiSettings(secret=SecretStr(secret)))
+    status = re.match(r"running \(pid (\d+)\), root (\S+)", _sandbox("status"))
+    assert status, "sandbox status did not say it runs"
+    return Sandbox(AmiSettings(secret=SecretStr(secret)), status[1], Path(status[2]))
+
+
+def _sandbox(*args: str) -> str:
+    return subprocess.run([SANDBOX, *args], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture

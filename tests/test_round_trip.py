@@ -36,9 +36,7 @@ def test_call_into_did_plays_menu_reads_key_and_is_stored(
     assert var.get("Value") == call.id
 
 
-def test_caller_hanging_up_in_the_menu_is_recorded(
-    ivr_service: ServiceProcess, place_call
-) -> None:
+def test_caller_hanging_up_in_the_menu_is_recorded(ivr_service: ServiceProcess, place_call) -> None:
     place_call("5551000", hold=1, wait=0, agi_server=ivr_service.agi_server)
 
     call = ivr_service.wait_for_call(lambda c: c.outcome is not None)

@@ -30,7 +30,12 @@ def simulated_call_action(
     if not did.isdigit():
         raise ValueError(f"DID must be digits, not {did!r}")
     script = "dtmf" if press else "play" if play else "silent"
-    variables = {"CALLER_DTMF": press, "CALLER_PROMPT": play, "CALLER_HOLD": hold, "CALLER_WAIT": wait}
+    variables = {
+        "CALLER_DTMF": press,
+        "CALLER_PROMPT": play,
+        "CALLER_HOLD": hold,
+        "CALLER_WAIT": wait,
+    }
     if agi_server:
         variables["IVR_AGI_SERVER"] = agi_server
     return {
@@ -72,7 +77,9 @@ async def ami_session(settings: AmiSettings, events: str = "off", timeout: float
             await logged_in.wait()
     except (OSError, TimeoutError) as exc:
         manager.close()
-        raise AmiError(f"cannot log in to AMI at {settings.host}:{settings.port}: {exc or 'timeout'}") from None
+        raise AmiError(
+            f"cannot log in to AMI at {settings.host}:{settings.port}: {exc or 'timeout'}"
+        ) from None
     try:
         yield manager
     finally:

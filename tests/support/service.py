@@ -41,23 +41,36 @@ class ServiceProcess:
 
     def ivr(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [IVR, *args], cwd=self.workdir, env=self.env, input=stdin,
-            capture_output=True, text=True, timeout=60,
+            [IVR, *args],
+            cwd=self.workdir,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def start(self) -> ServiceProcess:
         upgraded = self.ivr("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
         self.proc = subprocess.Popen(
-            [IVR, "serve"], cwd=self.workdir, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=self.log_path.open("w"),
+            [IVR, "serve"],
+            cwd=self.workdir,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=self.log_path.open("w"),
         )
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True
+        ).start()
         deadline = time.monotonic() + 30
         while "web" not in self.addresses or "fastagi" not in self.addresses:
             try:
-                name, address = lines.get(timeout=max(0.1, deadline - time.monotonic())).split(None, 1)
+                name, address = lines.get(timeout=max(0.1, deadline - time.monotonic())).split(
+                    None, 1
+                )
             except queue.Empty:
                 raise AssertionError(f"ivr serve did not start:\n{self.log()}") from None
             self.addresses[name] = address.strip()

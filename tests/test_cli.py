@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.support.service import IVR
+
+
+def run(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [IVR, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": ""},
+    )
+
+
+def test_help_lists_every_subcommand_with_a_description(tmp_path: Path) -> None:
+    out = run("--help", cwd=tmp_path).stdout
+    for name, words in [
+        ("serve", "FastAGI"),
+        ("db", "database"),
+        ("user", "users"),
+        ("call", "test call"),
+        ("config", "configuration"),
+    ]:
+        line = next(x for x in out.splitlines() if x.strip().startswith(name + " "))
+        assert words in line
+
+
+def test_db_upgrade_then_demo_users_with_a_private_password_file(tmp_path: Path) -> None:
+    assert "schema at 0001" in run("db", "upgrade", cwd=tmp_path).stdout
+    demo = run("db", "demo", cwd=tmp_path)
+    creds = tmp_path / "var" / "demo-logins.txt"
+    password = creds.read_text().split("password: ")[1].strip()
+    assert password not in demo.stdout + demo.stderr
+    assert creds.stat().st_mode & 0o777 == 0o600
+    assert "exist already" in run("db", "demo", cwd=tmp_path).stdout
+
+
+def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    run("db", "upgrade", cwd=tmp_path)
+    ok = run(
+        "user",
+        "add",
+        "ana",
+        "--role",
+        "agent",
+        "--password-stdin",
+        cwd=tmp_path,
+        stdin="a long enough password\n",
+    )
+    assert ok.returncode == 0 and "user ana (agent) added" in ok.stdout
+    short = run(
+        "user", "add", "bo", "--role", "agent", "--password-stdin", cwd=tmp_path, stdin="short\n"
+    )
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr

@@ -1,0 +1,99 @@
+"""The web app in a real headless Chromium, served by the real `ivr serve`."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.conftest import unavailable
+from tests.support.service import ServiceProcess
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        unavailable("Debian's chromium and chromium-driver are not installed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield chrome
+    chrome.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def status_of(url: str, data: bytes | None = None) -> tuple[int, str]:
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, data=data, timeout=10) as response:
+            return response.status, response.headers.get("Location", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location", "")
+
+
+def test_pages_need_a_login_and_posts_need_a_csrf_token(ivr_service: ServiceProcess) -> None:
+    assert status_of(ivr_service.web_url) == (302, "/login?next=/")
+    assert status_of(ivr_service.web_url + "login")[0] == 200
+    code, _ = status_of(ivr_service.web_url + "login", data=b"username=x&password=y")
+    assert code == 400  # no CSRF token
+
+
+def test_login_shows_the_service_health_then_logout(
+    ivr_service: ServiceProcess, browser: webdriver.Chrome
+) -> None:
+    added = ivr_service.ivr(
+        "user", "add", "ops1", "--role", "ops", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    browser.get(ivr_service.web_url)
+    assert browser.current_url.endswith("/login?next=/")
+
+    browser.find_element(By.NAME, "username").send_keys("ops1")
+    browser.find_element(By.NAME, "password").send_keys("wrong password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert "Unknown user or wrong password." in browser.page_source
+
+    name = browser.find_element(By.NAME, "username")
+    name.clear()
+    name.send_keys("ops1")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    rows = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: r.text
+        for r in browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]
+    }
+    assert rows["fastagi"].startswith("fastagi ok")
+    assert rows["ami"].startswith("ami ok")  # logged in to the sandbox's AMI
+    assert "ops1 (ops)" in browser.page_source
+
+    browser.find_element(By.XPATH, "//button[text()='Log out']").click()
+    assert browser.current_url.endswith("/login")
+    browser.get(ivr_service.web_url)
+    assert browser.current_url.endswith("/login?next=/")
