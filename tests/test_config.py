@@ -4,9 +4,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ivr.config import ConfigError, load_settings
-from tests.support.service import IVR
+from ivr.config import ConfigError, Settings, load_settings
+from tests.support.service import IVR, REPO
 
 
 def test_defaults_work_on_one_machine() -> None:
@@ -87,3 +88,12 @@ def test_serve_with_a_broken_config_exits_with_one_line_naming_the_key(tmp_path:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "web.port" in lines[0] and "valid integer" in lines[0]
+
+
+def test_the_example_file_documents_every_key_with_its_default() -> None:
+    example = REPO / "ivr.example.yaml"
+    assert load_settings(example, environ={}).model_dump() == load_settings(environ={}).model_dump()
+    documented = yaml.safe_load(example.read_text())
+    for section, fields in Settings.model_fields.items():
+        keys = set(fields.annotation.model_fields)  # type: ignore[union-attr]
+        assert set(documented[section]) == keys, section
