@@ -30,7 +30,7 @@ test: venv debs
 	scripts/with-sandbox $(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
 bench: venv
-	scripts/with-sandbox $(BIN)/python -m bench
+	$(BIN)/python -m bench
 
 lint: venv
 	$(BIN)/ruff check .

@@ -58,5 +58,6 @@ def setup_logging(level: str = "info", fmt: str = "logfmt", secrets: Iterable[st
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # panoramisk logs every AMI line at debug; keep it out of info logs.
+    # Chatty libraries: panoramisk logs every AMI line, alembic its plugin set-up.
     logging.getLogger("panoramisk").setLevel(max(root.level, logging.INFO))
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -78,13 +78,11 @@ class Service:
         }
 
     def addresses(self) -> dict[str, str]:
-        web = self.web.effective_host, self.web.effective_port  # type: ignore[union-attr]
-        found = {
-            "fastagi": f"agi://{self.settings.agi.host}:{self.agi.port}/inbound",
-            "web": f"http://{web[0]}:{web[1]}/",
-        }
+        """Where each part listens; printed at start, the web app last."""
+        found = {"fastagi": f"agi://{self.settings.agi.host}:{self.agi.port}/inbound"}
         if self.ami:
             found["ami"] = f"{self.ami.address} (client)"
+        found["web"] = f"http://{self.web.effective_host}:{self.web.effective_port}/"  # type: ignore[union-attr]
         return found
 
     async def run(self) -> None:

@@ -61,7 +61,7 @@ class AmiError(Exception):
 @asynccontextmanager
 async def ami_session(settings: AmiSettings, events: str = "off", timeout: float = 10):
     """A logged-in panoramisk Manager for a short job (a CLI command, a test)."""
-    logged_in = asyncio.Event()
+    where = f"AMI at {settings.host}:{settings.port}"
     manager = Manager(
         loop=asyncio.get_running_loop(),
         host=settings.host,
@@ -69,17 +69,19 @@ async def ami_session(settings: AmiSettings, events: str = "off", timeout: float
         username=settings.username,
         secret=settings.secret.get_secret_value(),
         events=events,
-        on_login=lambda _m: logged_in.set(),
     )
     try:
-        await manager.connect()
         async with asyncio.timeout(timeout):
-            await logged_in.wait()
+            await manager.connect()
+            while manager.authenticated_future is None:  # set by panoramisk once connected
+                await asyncio.sleep(0.01)
+            response = await manager.authenticated_future
     except (OSError, TimeoutError) as exc:
         manager.close()
-        raise AmiError(
-            f"cannot log in to AMI at {settings.host}:{settings.port}: {exc or 'timeout'}"
-        ) from None
+        raise AmiError(f"cannot reach {where}: {exc or 'no answer'}") from None
+    if not response.success:
+        manager.close()
+        raise AmiError(f"{where} refused user {settings.username!r}: {response.get('Message')}")
     try:
         yield manager
     finally:

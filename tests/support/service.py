@@ -66,7 +66,7 @@ class ServiceProcess:
             target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True
         ).start()
         deadline = time.monotonic() + 30
-        while "web" not in self.addresses or "fastagi" not in self.addresses:
+        while "web" not in self.addresses:  # printed last
             try:
                 name, address = lines.get(timeout=max(0.1, deadline - time.monotonic())).split(
                     None, 1

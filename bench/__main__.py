@@ -1,0 +1,3 @@
+from bench import agi_commands
+
+agi_commands.run()
