@@ -8,7 +8,9 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from cti.store.models import ROLES
 from ivr import __version__
 from ivr.config import ConfigError, Settings, load_settings
 from ivr.flows.plan import DialPlanError
@@ -103,47 +105,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ivr {__version__}")
     parser.add_argument(
-        "-c", "--config", help="YAML config file (default: $IVR_CONFIG or ./ivr.yaml)"
+        "-c", "--config", help="YAML config file (default: $IVR_CONFIG, ./ivr.yaml)"
     )
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    top = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    def add(
-        name: str, func: Command, help: str, into: argparse._SubParsersAction = sub
-    ) -> argparse.ArgumentParser:
-        p = into.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
-        return p
+    def command(into: Any, name: str, func: Command, help: str) -> argparse.ArgumentParser:
+        sub = into.add_parser(name, help=help, description=help)
+        sub.set_defaults(func=func)
+        return sub
 
-    add("serve", cmd_serve, "Run the FastAGI server, AMI bridge and web app.")
-    db = sub.add_parser("db", help="Create, migrate or fill the database.")
-    db_sub = db.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    add("upgrade", cmd_db_upgrade, "Create or migrate the schema to the latest version.", db_sub)
-    demo = add("demo", cmd_db_demo, "Add demo users for a first look.", db_sub)
+    def group(name: str, help: str) -> Any:
+        sub = top.add_parser(name, help=help, description=help)
+        return sub.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    command(top, "serve", cmd_serve, "Run the FastAGI server, AMI bridge and web app.")
+
+    db = group("db", "Create, migrate or fill the database.")
+    command(db, "upgrade", cmd_db_upgrade, "Create or migrate the schema to the latest version.")
+    demo = command(db, "demo", cmd_db_demo, "Add demo users for a first look.")
     demo.add_argument(
         "--credentials",
         default="var/demo-logins.txt",
         help="file that receives the demo password (mode 0600)",
     )
-    user = sub.add_parser("user", help="Manage web users.")
-    user_sub = user.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    user_add = add("add", cmd_user_add, "Add a user (agent, supervisor or ops).", user_sub)
-    user_add.add_argument("username")
-    user_add.add_argument("--role", required=True, choices=("agent", "supervisor", "ops"))
-    user_add.add_argument(
+
+    users = group("user", "Manage web users.")
+    add = command(users, "add", cmd_user_add, "Add a user (agent, supervisor or ops).")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
-    call = add("call", cmd_call, "Place a test call into a DID with a simulated caller.")
+
+    call = command(top, "call", cmd_call, "Place a test call into a DID with a simulated caller.")
     call.add_argument("did", help="the DID to call, e.g. 5551000")
     call.add_argument("--press", default="", help="keys the caller presses (w = half-second pause)")
     call.add_argument("--play", default="", help="recorded sounds the caller plays, joined by &")
     call.add_argument("--hold", type=float, default=30, help="seconds the caller stays on the line")
-    config = sub.add_parser("config", help="Check the configuration.")
-    config_sub = config.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    add(
+
+    config = group("config", "Check the configuration.")
+    command(
+        config,
         "check",
         cmd_config_check,
         "Validate and print the effective settings (secrets hidden).",
-        config_sub,
     )
     return parser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -120,16 +120,26 @@ def _env_overrides(environ: dict[str, str]) -> dict[tuple[str, ...], str]:
     return found
 
 
-def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any, origin: str) -> None:
+def _is_list_setting(path: tuple[str, ...]) -> bool:
+    section = Settings.model_fields.get(path[0])
+    model = section.annotation if section is not None and len(path) == 2 else None
+    field = getattr(model, "model_fields", {}).get(path[1]) if model else None
+    return field is not None and get_origin(field.annotation) is list
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: str, origin: str) -> None:
+    """Put one environment value into the settings tree; lists are comma-separated."""
     node = tree
     for part in path[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(f"{origin}: {'.'.join(path)}: {part} is not a section")
         node = child
-    if path[-1:] == ("allow",):
-        value = [item.strip() for item in value.split(",") if item.strip()]
-    node[path[-1]] = value
+    node[path[-1]] = (
+        [item.strip() for item in value.split(",") if item.strip()]
+        if _is_list_setting(path)
+        else value
+    )
 
 
 def _is_secret_key(key: str) -> bool:

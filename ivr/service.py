@@ -19,7 +19,7 @@ from waitress.server import create_server
 from cti.ami.bridge import AmiBridge
 from cti.bus import make_bus
 from cti.store.calls import CallLog
-from cti.store.db import current_revision, make_engine, session_factory
+from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.web.app import create_app
 from ivr.config import Settings
 from ivr.flows.plan import DialPlanError, load_plan
@@ -31,14 +31,6 @@ log = logging.getLogger("ivr.service")
 
 class ServiceError(Exception):
     """The service cannot start; the message says why and what to do."""
-
-
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    from cti.store.db import MIGRATIONS
-
-    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
 
 
 def check_schema(engine: Engine) -> None:

@@ -6,10 +6,9 @@ import pytest
 from sqlalchemy import inspect, select
 
 from cti.store.calls import CallLog
-from cti.store.db import current_revision, make_engine, session_factory, upgrade
+from cti.store.db import current_revision, head_revision, make_engine, session_factory, upgrade
 from cti.store.models import Call
 from cti.store.users import UserError, add_user, authenticate
-from ivr.service import head_revision
 
 TABLES = {"calls", "journey_events", "users"}
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,6 +54,11 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or migrate the schema to `revision`."""
     command.upgrade(alembic_config(engine), revision)
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this code."""
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from cti.store.calls import CallLog
 from ivr.flows.engine import Collect, Digits, Hangup, Journey, Play, Route, State, start, step
-from ivr.flows.plan import DialPlan
+from ivr.flows.plan import DialPlan, Flow
 from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp
 
 log = logging.getLogger("ivr.call")
@@ -86,7 +86,7 @@ class AgiCall:
             await self._journey("error", self.node, {"reason": type(exc).__name__})
             await self._fail_safe()
 
-    async def _run_flow(self, state: State, flow: Any) -> tuple[str, str | None]:
+    async def _run_flow(self, state: State, flow: Flow) -> tuple[str, str | None]:
         given: Digits | None = None
         while True:
             actions, state = step(flow, state, given)
