@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SANDBOX := docker/asterisk/sandbox
 # Debian packages the tests use: the sandbox builder, a real browser, prompt audio tools.
-DEBS := debootstrap chromium chromium-driver espeak-ng sox iproute2 curl
+DEBS := debootstrap chromium chromium-driver espeak-ng sox graphviz iproute2 curl
 STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint format debs venv clean
