@@ -22,11 +22,13 @@ debs:
 	@scripts/install-debs $(DEBS)
 
 run: venv
+	-@scripts/install-debs $(DEBS)
 	@scripts/run-local
 
 test: venv debs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/ivr prompts build
 	scripts/with-sandbox $(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
 bench: venv

@@ -88,6 +88,79 @@ def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    """Errors as file:line:column: message on stdout, warnings after them; non-zero on errors."""
+    from ivr.flows.validate import check
+
+    _plan, problems = check(Path(args.path or settings.paths.dialplans), settings.paths.prompts)
+    errors = [p for p in problems if not p.warning]
+    for problem in errors + [p for p in problems if p.warning]:
+        print(problem)
+    print(f"{len(errors)} errors, {len(problems) - len(errors)} warnings", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """Scripts: one line per script, non-zero at the first mismatch. Else interactive."""
+    from datetime import UTC, datetime
+
+    from ivr.flows.simulate import ScriptMismatch, interactive, run_script
+    from ivr.flows.source import SourceError
+    from ivr.flows.validate import load_plan
+
+    plan = load_plan(settings.paths.dialplans, settings.paths.prompts)
+    if args.script:
+        for script in args.script:
+            try:
+                transcript = run_script(plan, Path(script), settings.paths.prompts)
+            except (ScriptMismatch, SourceError) as exc:
+                print(f"FAIL {exc}")
+                return 1
+            print(f"ok   {script} ({len(transcript)} lines)")
+        return 0
+    if not args.flow:
+        print("ivr simulate: name a FLOW (or an entry), or give --script", file=sys.stderr)
+        return 2
+    from cti.store.db import make_engine, session_factory
+    from cti.store.directory import Directory
+
+    directory = Directory(session_factory(make_engine(settings.database.url)))
+    now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    return interactive(
+        plan, args.flow, settings.paths.prompts, directory.lookup, now, caller=args.caller
+    )
+
+
+def cmd_graph(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.flows.graph import GraphError, write_svg
+    from ivr.flows.simulate import flow_name
+    from ivr.flows.validate import load_plan
+
+    plan = load_plan(settings.paths.dialplans, settings.paths.prompts)
+    out = Path(args.output or f"{args.flow}.svg")
+    try:
+        write_svg(plan, flow_name(plan, args.flow), out)
+    except GraphError as exc:
+        print(f"ivr graph: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.prompts import PromptError, build_missing
+
+    try:
+        written = build_missing(settings.paths.prompts, args.lang or None, force=args.force)
+    except PromptError as exc:
+        print(f"ivr prompts build: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"built {path}")
+    print(f"{len(written)} prompts built", file=sys.stderr)
+    return 0
+
+
 def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> int:
     """Print the effective configuration; secrets show as stars."""
     import yaml
@@ -142,6 +215,41 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--press", default="", help="keys the caller presses (w = half-second pause)")
     call.add_argument("--play", default="", help="recorded sounds the caller plays, joined by &")
     call.add_argument("--hold", type=float, default=30, help="seconds the caller stays on the line")
+
+    validate = command(
+        top,
+        "validate",
+        cmd_validate,
+        "Check dial plans: errors as file:line:column, then warnings.",
+    )
+    validate.add_argument("path", nargs="?", help="a folder or file (default: paths.dialplans)")
+
+    simulate = command(
+        top, "simulate", cmd_simulate, "Run a flow at the terminal, or check it against scripts."
+    )
+    simulate.add_argument("flow", nargs="?", help="a flow name or an entry (e.g. a DID)")
+    simulate.add_argument(
+        "--script",
+        nargs="+",
+        metavar="FILE",
+        help="YAML scripts of inputs and expected prompts and route",
+    )
+    simulate.add_argument("--at", help="the clock, ISO 8601 with offset (default: now)")
+    simulate.add_argument("--caller", default="+14155550100", help="caller ID")
+
+    graph = command(top, "graph", cmd_graph, "Draw a flow as SVG: nodes, options and failures.")
+    graph.add_argument("flow", help="a flow name or an entry")
+    graph.add_argument("-o", "--output", help="SVG file (default: FLOW.svg)")
+
+    prompts = group("prompts", "Manage IVR prompts.")
+    build = command(
+        prompts,
+        "build",
+        cmd_prompts_build,
+        "Speak missing prompts from the text catalogs (espeak-ng).",
+    )
+    build.add_argument("--lang", action="append", help="only this language (repeatable)")
+    build.add_argument("--force", action="store_true", help="rebuild existing files too")
 
     config = group("config", "Check the configuration.")
     command(

@@ -20,9 +20,11 @@ from cti.ami.bridge import AmiBridge
 from cti.bus import make_bus
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
+from cti.store.directory import Directory
 from cti.web.app import create_app
 from ivr.config import Settings
-from ivr.flows.plan import DialPlanError, load_plan
+from ivr.flows.plan import DialPlanError
+from ivr.flows.reload import LivePlan
 from ivr.transports.agi_call import AgiCall
 from ivr.transports.fastagi import AgiRequest, FastAgiServer
 
@@ -47,8 +49,9 @@ class Service:
         self.engine = make_engine(settings.database.url)
         check_schema(self.engine)
         self.sessions = session_factory(self.engine)
-        self.plan = load_plan(settings.paths.dialplans)
+        self.plan = LivePlan(settings.paths.dialplans, settings.paths.prompts)
         self.calls = CallLog(self.sessions)
+        self.directory = Directory(self.sessions)
         self.bus = make_bus(settings.bus.backend)
         agi = settings.agi
         self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
@@ -60,7 +63,10 @@ class Service:
         self.stopping = asyncio.Event()
 
     async def _on_call(self, request: AgiRequest) -> None:
-        await AgiCall(request, self.plan, self.calls, self.settings.agi.safe_queue).run()
+        call = AgiCall(
+            request, self.plan.plan, self.calls, self.directory.lookup, self.settings.agi.safe_queue
+        )
+        await call.run()
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {
@@ -82,6 +88,7 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         await self.agi.start()
+        watcher = asyncio.create_task(self.plan.watch())
         if self.ami:
             await self.ami.start()
         web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
@@ -91,6 +98,7 @@ class Service:
         log.info("service ready", extra=self.addresses())
         await self.stopping.wait()
         log.info("stopping: refusing new calls, letting calls in progress finish")
+        watcher.cancel()
         await self.agi.stop(self.settings.agi.drain_timeout)
         if self.ami:
             await self.ami.stop()

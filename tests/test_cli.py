@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from cti.store.db import head_revision
 from tests.support.service import IVR
 
 
@@ -32,7 +33,7 @@ def test_help_lists_every_subcommand_with_a_description(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_then_demo_users_with_a_private_password_file(tmp_path: Path) -> None:
-    assert "schema at 0001" in run("db", "upgrade", cwd=tmp_path).stdout
+    assert f"schema at {head_revision()}" in run("db", "upgrade", cwd=tmp_path).stdout
     demo = run("db", "demo", cwd=tmp_path)
     creds = tmp_path / "var" / "demo-logins.txt"
     password = creds.read_text().split("password: ")[1].strip()

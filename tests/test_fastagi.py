@@ -87,7 +87,7 @@ def test_truncated_header_neither_spins_nor_blocks_the_next_call(
     before = cpu_seconds(ivr_service.proc.pid)
     time.sleep(2)
     assert cpu_seconds(ivr_service.proc.pid) - before < 0.5  # panoramisk's loop would eat 2 s
-    place_call("5551000", press="1", hold=3, agi_server=ivr_service.agi_server)
+    place_call("5551001", press="1", hold=3, agi_server=ivr_service.agi_server)
     assert ivr_service.wait_for_call(lambda c: c.outcome is not None).route == "queue:sales"
 
 
@@ -98,7 +98,7 @@ def test_peers_off_the_allow_list_are_refused(
     service = ServiceProcess(tmp_path, env).start()
     try:
         place_call(
-            "5551000", hold=2, wait=0, caller_id="+14155550111", agi_server=service.agi_server
+            "5551001", hold=2, wait=0, caller_id="+14155550111", agi_server=service.agi_server
         )
         joined = ami.wait_event(
             lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == "+14155550111"
@@ -112,7 +112,7 @@ def test_peers_off_the_allow_list_are_refused(
 def test_sigterm_refuses_new_calls_and_lets_the_call_in_progress_finish(
     ivr_service: ServiceProcess, place_call
 ) -> None:
-    place_call("5551000", press="3", wait=3, hold=3, agi_server=ivr_service.agi_server)
+    place_call("5551001", press="3", wait=3, hold=3, agi_server=ivr_service.agi_server)
     assert ivr_service.proc is not None
     ivr_service.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)

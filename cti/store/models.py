@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -30,6 +41,7 @@ class Call(Base):
     did: Mapped[str | None] = mapped_column(String(32))
     caller_number: Mapped[str | None] = mapped_column(String(32))
     flow: Mapped[str | None] = mapped_column(String(64))
+    flow_version: Mapped[str | None] = mapped_column(String(16))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ivr_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -72,3 +84,46 @@ class User(Base):
 
 
 ROLES = ("agent", "supervisor", "ops")
+
+
+class Customer(Base):
+    """A customer record: what the IVR looks up and the screen pop shows."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    tier: Mapped[str] = mapped_column(String(16), default="standard")
+    language: Mapped[str | None] = mapped_column(String(8))
+    balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    phones: Mapped[list[CustomerPhone]] = relationship(cascade="all, delete-orphan")
+    orders: Mapped[list[Order]] = relationship(back_populates="customer")
+
+
+class CustomerPhone(Base):
+    """One of a customer's numbers, in E.164 form."""
+
+    __tablename__ = "customer_phones"
+    __table_args__ = (UniqueConstraint("customer_id", "e164"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    e164: Mapped[str] = mapped_column(String(20), index=True)
+    label: Mapped[str | None] = mapped_column(String(32))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    eta: Mapped[date | None] = mapped_column(Date)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    customer: Mapped[Customer | None] = relationship(back_populates="orders")

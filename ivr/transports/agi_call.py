@@ -10,26 +10,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from cti.store.calls import CallLog
-from ivr.flows.engine import Collect, Digits, Hangup, Journey, Play, Route, State, start, step
-from ivr.flows.plan import DialPlan, Flow
+from ivr.flows.actions import (
+    Given,
+    Hangup,
+    Journey,
+    Listen,
+    Lookup,
+    LookupResult,
+    Part,
+    Play,
+    Record,
+    Recording,
+    Result,
+    Route,
+    SaveAnswer,
+    SaveCallback,
+    State,
+)
+from ivr.flows.engine import start, step
+from ivr.flows.plan import DialPlan
+from ivr.prompts import PROMPT_NAME
 from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp
 
 log = logging.getLogger("ivr.call")
 
-PROMPT_NAME = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 STOCK_PREFIX = "asterisk:"
+KEYS = "0123456789*#"
 
 
 def sound_path(prompt: str, language: str) -> str:
     """Our prompts live under sounds/ivr/<lang>/; ``asterisk:name`` is a stock sound."""
     name = prompt.removeprefix(STOCK_PREFIX)
-    if not PROMPT_NAME.match(name) or not PROMPT_NAME.match(language):
+    if not PROMPT_NAME.fullmatch(name) or not PROMPT_NAME.fullmatch(language):
         raise AgiError(f"unsafe prompt name {prompt!r}")
     return name if prompt.startswith(STOCK_PREFIX) else f"ivr/{language}/{name}"
 
@@ -43,27 +61,37 @@ def entry_of(headers: dict[str, str]) -> str:
 
 
 class AgiCall:
-    def __init__(self, request: AgiRequest, plan: DialPlan, calls: CallLog, safe_queue: str):
+    def __init__(
+        self,
+        request: AgiRequest,
+        plan: DialPlan,
+        calls: CallLog,
+        lookup: Callable[[Lookup], LookupResult],
+        safe_queue: str,
+    ) -> None:
         self.request = request
-        self.plan = plan
+        self.plan = plan  # the call keeps the plan it started with
         self.calls = calls
+        self.lookup = lookup
         self.safe_queue = safe_queue
         self.id = uuid.uuid4().hex
-        self.node: str | None = None
+        self.state: State | None = None
         self.extra = {"call_id": self.id}
 
     async def run(self) -> None:
         headers = self.request.headers
         entry = entry_of(headers)
         found = self.plan.flow_for(entry)
+        caller = headers.get("agi_callerid", "")
         await self._store(
             self.calls.start,
             self.id,
             channel=headers.get("agi_channel"),
             entry=entry,
             did=headers.get("agi_arg_1") or headers.get("agi_extension"),
-            caller_number=headers.get("agi_callerid"),
+            caller_number=caller,
             flow=found[0] if found else None,
+            flow_version=self.plan.versions.get(found[0]) if found else None,
         )
         log.info("call started", extra={**self.extra, "entry": entry})
         try:
@@ -75,29 +103,47 @@ class AgiCall:
                 await self._journey("error", None, {"reason": f"no flow for entry {entry!r}"})
                 outcome, route = await self._route(Route("fallback"))
             else:
-                outcome, route = await self._run_flow(start(found[1]), found[1])
-            await self._store(self.calls.finish, self.id, outcome, route, False)
+                self.state = start(
+                    self.plan,
+                    found[0],
+                    self._now(),
+                    caller={"number": caller},
+                    call={"entry": entry, "id": self.id},
+                )
+                outcome, route = await self._run_flow(self.state)
+            await self._store(self.calls.finish, self.id, outcome, route, outcome == "contained")
         except CallerHungUp as exc:
-            log.info("caller hung up", extra={**self.extra, "node": self.node, "how": str(exc)})
-            await self._journey("hangup", self.node, {"by": "caller", "how": str(exc)})
+            log.info("caller hung up", extra={**self.extra, "how": str(exc)})
+            await self._caller_left(str(exc))
             await self._store(self.calls.finish, self.id, "abandoned_ivr", None, True)
         except Exception as exc:
             log.exception("call failed; routing to the safe queue", extra=self.extra)
-            await self._journey("error", self.node, {"reason": type(exc).__name__})
+            node = self.state.node if self.state else None
+            await self._journey("error", node, {"reason": type(exc).__name__})
             await self._fail_safe()
 
-    async def _run_flow(self, state: State, flow: Flow) -> tuple[str, str | None]:
-        given: Digits | None = None
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(UTC)
+
+    async def _run_flow(self, state: State) -> tuple[str, str | None]:
+        given: Given | None = None
         while True:
-            actions, state = step(flow, state, given)
-            self.node, given = state.node, None
+            actions, state = step(self.plan, state, given, self._now())
+            self.state, given = state, None
             for action in actions:
                 if isinstance(action, Journey):
                     await self._journey(action.kind, action.node, action.data)
                 elif isinstance(action, Play):
-                    await self._play(action)
-                elif isinstance(action, Collect):
-                    given = await self._collect(action)
+                    await self._play(action.parts, action.language, "")
+                elif isinstance(action, Listen):
+                    given = await self._listen(action)
+                elif isinstance(action, Record):
+                    given = await self._record(action)
+                elif isinstance(action, Lookup):
+                    given = await asyncio.to_thread(self.lookup, action)
+                elif isinstance(action, SaveCallback | SaveAnswer):
+                    pass  # the engine's journey event carries it; campaigns store it
                 elif isinstance(action, Route):
                     return await self._route(action)
                 elif isinstance(action, Hangup):
@@ -106,19 +152,76 @@ class AgiCall:
             if given is None:
                 raise AgiError(f"flow stopped at {state.node} without a route")
 
-    async def _play(self, action: Play) -> None:
-        path = sound_path(action.prompt, action.language)
-        result = await self.request.send(f'STREAM FILE {path} ""')
-        await self._check(result.value, "STREAM FILE")
+    async def _caller_left(self, how: str) -> None:
+        """Let the engine record where the caller left, then note how."""
+        if self.state is not None and not self.state.done:
+            actions, self.state = step(self.plan, self.state, Result("hangup"), self._now())
+            for action in actions:
+                if isinstance(action, Journey):
+                    await self._journey(action.kind, action.node, {**action.data, "how": how})
 
-    async def _collect(self, action: Collect) -> Digits:
-        path = sound_path(action.prompt, action.language)
-        ms = int(action.timeout * 1000)
+    async def _play(self, parts: tuple[Part, ...], language: str, escape: str) -> str:
+        """Play parts in order; the key that interrupted them, or ''."""
+        for part in parts:
+            if isinstance(part, Recording):
+                command = f'STREAM FILE {sound_path(part.name, language)} "{escape}"'
+            else:
+                command = self._say(part.kind, part.value, escape)
+                if command is None:
+                    log.warning("value cannot be read out", extra={**self.extra, "kind": part.kind})
+                    continue
+            result = await self.request.send(command)
+            await self._check(result.value, command.split()[0])
+            if result.value > 0:
+                return chr(result.value)
+        return ""
+
+    @staticmethod
+    def _say(kind: str, value: str, escape: str) -> str | None:
+        if kind == "digits" and value and all(c in KEYS for c in value):
+            return f'SAY DIGITS {value} "{escape}"'
+        if kind == "alpha" and value.isalnum():
+            return f'SAY ALPHA {value} "{escape}"'
+        if kind in ("number", "money"):
+            try:
+                amount = round(float(value))
+            except ValueError:
+                return None
+            return f'SAY NUMBER {amount} "{escape}"'
+        if kind == "date":
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                return None
+            noon = int(datetime.combine(day, time(12), UTC).timestamp())
+            return f'SAY DATE {noon} "{escape}"'
+        return None
+
+    async def _listen(self, action: Listen) -> Result:
+        digits = await self._play(action.parts, action.language, KEYS if action.barge_in else "")
+        wait = action.timeout
+        while len(digits) < action.max_digits and not (
+            action.terminator and digits.endswith(action.terminator)
+        ):
+            result = await self.request.send(
+                f"WAIT FOR DIGIT {int(wait * 1000)}", timeout=wait + 10
+            )
+            await self._check(result.value, "WAIT FOR DIGIT")
+            if result.value == 0:
+                break
+            digits += chr(result.value)
+            wait = action.inter_digit_timeout
+        return Result("input", "dtmf", digits) if digits else Result("noinput")
+
+    async def _record(self, action: Record) -> Result:
+        await self._play(action.parts, action.language, "")
+        path = f"ivr-recordings/{self.id}-{uuid.uuid4().hex[:8]}"
         result = await self.request.send(
-            f"GET DATA {path} {ms} {action.max_digits}", timeout=action.timeout + 60
+            f"RECORD FILE {path} wav # {action.max_seconds * 1000} BEEP s=3",
+            timeout=action.max_seconds + 15,
         )
-        await self._check(result.value, "GET DATA")
-        return Digits(result.result)
+        await self._check(result.value, "RECORD FILE")
+        return Result("input", "dtmf", f"{path}.wav")
 
     async def _check(self, value: int, command: str) -> None:
         if value < 0:
@@ -132,6 +235,8 @@ class AgiCall:
         variables = {"IVR_ROUTE": route.kind}
         if route.kind == "queue":
             variables |= {"IVR_QUEUE": route.target, "IVR_PRIORITY": str(route.priority)}
+            if "max_wait" in route.options:
+                variables["IVR_QUEUE_TIMEOUT"] = str(route.options["max_wait"])
         elif route.kind == "transfer":
             variables["IVR_TRANSFER"] = route.target
         for name, value in variables.items():
