@@ -33,24 +33,20 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_db_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """Demo users for a first look; their password goes to a 0600 file, never to the terminal."""
+    """Demo data; the users' password goes to a 0600 file, never to the terminal."""
     from cti.store.db import make_engine, session_factory
-    from cti.store.users import add_user, user_exists
+    from cti.store.demo import seed
 
-    sessions = session_factory(make_engine(settings.database.url))
     out = Path(args.credentials)
-    users = (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent"))
-    if user_exists(sessions, users[0][0]):
-        print(f"demo users exist already; their logins are in {out}")
-        return 0
     password = secrets.token_urlsafe(12)
-    for name, role in users:
-        add_user(sessions, name, password, role)
+    if not seed(session_factory(make_engine(settings.database.url)), password):
+        print(f"demo data exists already; the logins are in {out}")
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     out.touch(mode=0o600)
     out.write_text(f"users: ops, supervisor, agent1\npassword: {password}\n", encoding="utf-8")
-    print(f"demo users ops, supervisor and agent1 created; the password is in {out}")
+    print(f"demo users, customers and orders added; the password is in {out}")
     return 0
 
 
@@ -195,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = group("db", "Create, migrate or fill the database.")
     command(db, "upgrade", cmd_db_upgrade, "Create or migrate the schema to the latest version.")
-    demo = command(db, "demo", cmd_db_demo, "Add demo users for a first look.")
+    demo = command(db, "demo", cmd_db_demo, "Add demo users, customers and orders.")
     demo.add_argument(
         "--credentials",
         default="var/demo-logins.txt",

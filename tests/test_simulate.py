@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from textwrap import dedent
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from ivr.flows.actions import Lookup, LookupResult, Result, SayValue
 from ivr.flows.plan import DialPlan
 from ivr.flows.simulate import (
     ScriptMismatch,
+    flow_name,
     interactive,
     parse_answer,
     resolver_from,
@@ -22,6 +25,7 @@ from ivr.flows.simulate import (
 )
 from ivr.flows.source import SourceError
 from ivr.flows.validate import load_plan
+from tests.support.service import IVR, REPO
 
 PLAN = """\
 entries:
@@ -360,3 +364,24 @@ def test_resolver_from_data() -> None:
     assert resolve(Lookup("customer", "+1415")) == LookupResult("found", {"tier": "vip"})
     assert resolve(Lookup("customer", "+1999")) == LookupResult("not_found")
     assert resolve(Lookup("order", "1")) == LookupResult("error")
+
+
+def test_the_shipped_scripts_pass_and_cover_every_shipped_flow() -> None:
+    scripts = sorted((REPO / "dialplans" / "tests").glob("*.yaml"))
+    done = subprocess.run(
+        [IVR, "simulate", "--script", *map(str, scripts)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"PATH": ""},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("\nok ") + done.stdout.startswith("ok ") == len(scripts)
+    plan = load_plan(REPO / "dialplans")
+    covered = {flow_name(plan, _script_flow(s)) for s in scripts}
+    assert covered == set(plan.flows)
+
+
+def _script_flow(script: Path) -> str:
+    data = yaml.safe_load(script.read_text())
+    return data.get("flow") or data["entry"]
