@@ -122,6 +122,8 @@ def test_match_by_key_or_speech_routes(menu: DialPlan, given: Result) -> None:
     assert journeys(actions) == [("match", "menu"), ("route", "billing")]
     match = next(a for a in actions if isinstance(a, Journey))
     assert match.data["mode"] == given.mode and match.data["prompt"] == ["main"]
+    assert match.data.get("utterance") == (given.value if given.mode == "speech" else None)
+    assert match.data["confidence"] == given.confidence and match.data["goto"] == "billing"
     assert state.done
 
 

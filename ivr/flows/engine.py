@@ -189,12 +189,15 @@ class _Run:
         return replace(state, done=True), False
 
     def heard(self, given: Result, state: State, result: str, **more: Any) -> None:
+        """The journey of one answer: what was asked, what came back, the result, the time."""
+        said = {"utterance": given.value} if given.mode == "speech" else {}
         self.journey(
             result,
             state,
             prompt=list(state.asked),
             mode=given.mode,
             value=given.value,
+            **said,
             confidence=given.confidence,
             ms=self.took(state),
             **more,
