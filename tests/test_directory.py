@@ -50,7 +50,7 @@ def test_orders(directory: Directory) -> None:
 
 
 class _Api(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/slow"):
             time.sleep(2)
         status, body = {
