@@ -122,9 +122,13 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     directory = Directory(session_factory(make_engine(settings.database.url)))
     now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    return interactive(
-        plan, args.flow, settings.paths.prompts, directory.lookup, now, caller=args.caller
-    )
+    try:
+        return interactive(
+            plan, args.flow, settings.paths.prompts, directory.lookup, now, caller=args.caller
+        )
+    except ValueError as exc:  # an unknown flow or entry
+        print(f"ivr simulate: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_graph(settings: Settings, args: argparse.Namespace) -> int:
@@ -136,7 +140,7 @@ def cmd_graph(settings: Settings, args: argparse.Namespace) -> int:
     out = Path(args.output or f"{args.flow}.svg")
     try:
         write_svg(plan, flow_name(plan, args.flow), out)
-    except GraphError as exc:
+    except (GraphError, ValueError) as exc:
         print(f"ivr graph: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {out}")

@@ -39,7 +39,7 @@ def test_db_upgrade_then_demo_users_with_a_private_password_file(tmp_path: Path)
     password = creds.read_text().split("password: ")[1].strip()
     assert password not in demo.stdout + demo.stderr
     assert creds.stat().st_mode & 0o777 == 0o600
-    assert "exist already" in run("db", "demo", cwd=tmp_path).stdout
+    assert "exists already" in run("db", "demo", cwd=tmp_path).stdout
 
 
 def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:

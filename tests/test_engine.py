@@ -448,3 +448,10 @@ def _flow(folder: Path):
     from ivr.flows.source import load_source
 
     return PlanFile.model_validate(load_source(folder / "plan.yaml").data).flows["f"]
+
+
+def test_templates_keep_zero_and_false() -> None:
+    from ivr.flows.engine import render
+
+    vars = {"a": {"n": 0, "f": False}}
+    assert render("${a.n}/${a.f}/${a.missing}", vars) == "0/False/"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.flows.actions import SayValue
+from ivr.transports.agi_call import say_commands
 from ivr.transports.fastagi import AgiRequest, read_headers
 from tests.support.ami import AmiClient
 from tests.support.service import ServiceProcess
@@ -122,3 +124,24 @@ def test_sigterm_refuses_new_calls_and_lets_the_call_in_progress_finish(
     assert ivr_service.proc.wait(30) == 0
     call = ivr_service.wait_for_call(lambda c: c.outcome is not None, timeout=1)
     assert call.route == "queue:billing"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "commands"),
+    [
+        ("digits", "0123#", ['SAY DIGITS 0123# "1"']),
+        ("digits", "12a", []),
+        ("number", "42", ['SAY NUMBER 42 "1"']),
+        (
+            "money",
+            "42.50",
+            ['SAY NUMBER 42 "1"', 'STREAM FILE digits/dollars "1"', 'SAY NUMBER 50 "1"'],
+        ),
+        ("money", "7", ['SAY NUMBER 7 "1"', 'STREAM FILE digits/dollars "1"']),
+        ("date", "2026-11-25", ['SAY DATE 1795608000 "1"']),
+        ("date", "soon", []),
+        ("alpha", "AB12", ['SAY ALPHA AB12 "1"']),
+    ],
+)
+def test_values_are_read_out_with_the_right_commands(kind: str, value: str, commands: list) -> None:
+    assert say_commands(SayValue(kind, value), "1") == commands

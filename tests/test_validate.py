@@ -148,3 +148,36 @@ def test_the_shipped_plans_pass(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout
     assert "0 errors" in done.stderr
+
+
+def test_special_hours_take_unquoted_dates(tmp_path: Path) -> None:
+    text = (
+        "hours:\n  office:\n    timezone: UTC\n    weekly: {mon: ['08:00-18:00']}\n"
+        "    special:\n      2026-12-31: ['08:00-12:00']\n"
+    )
+    assert problems_of(tmp_path, text) == []
+
+
+def test_phrases_collide_as_the_matcher_hears_them(tmp_path: Path) -> None:
+    text = HEAD + (
+        "      m: {type: menu, prompt: p, options: [{say: [order-status], goto: q},"
+        " {say: [Order Status!], goto: q}]}\n      q: {type: queue, queue: a}\n"
+    )
+    assert any(
+        "phrase 'Order Status!' is already used by option 1" in p
+        for p in problems_of(tmp_path, text)
+    )
+
+
+def test_an_escape_needs_a_key_or_phrases(tmp_path: Path) -> None:
+    text = HEAD.replace("start: m\n", "start: m\n    escape: {key: null, say: [], goto: m}\n")
+    found = problems_of(tmp_path, text + "      m: {type: hangup}\n")
+    assert found == ["p.yaml:4:13: Value error, the escape needs a key, phrases (say), or both"]
+
+
+def test_a_broken_catalog_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts"
+    (prompts / "en").mkdir(parents=True)
+    (prompts / "en" / "catalog.yaml").write_text("hello: Hello\nhello: again\n")
+    found = problems_of(tmp_path, HEAD + "      m: {type: hangup, prompt: hello}\n", prompts)
+    assert found == ["prompts/en/catalog.yaml:2:1: duplicate prompt 'hello' (first on line 1)"]

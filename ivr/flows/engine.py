@@ -54,6 +54,7 @@ from ivr.flows.nodes import (
     SubflowNode,
     SurveyNode,
     TransferNode,
+    normal_phrase,
 )
 from ivr.flows.plan import DialPlan, Flow
 
@@ -112,7 +113,7 @@ def e164(number: str, region: str) -> str:
 
 
 def render(template: str, vars: dict[str, Any]) -> str:
-    return TEMPLATE.sub(lambda m: str(_get(vars, m[1]) or ""), template)
+    return TEMPLATE.sub(lambda m: "" if (v := _get(vars, m[1])) is None else str(v), template)
 
 
 def _get(vars: dict[str, Any], dotted: str) -> Any:
@@ -141,10 +142,6 @@ def _luhn(digits: str) -> bool:
         n = int(d) * (2 if i % 2 else 1)
         total += n - 9 if n > 9 else n
     return total % 10 == 0
-
-
-def _normal(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 class _Run:
@@ -272,6 +269,7 @@ class _Run:
                     state,
                     number=number,
                     reason=node.reason,
+                    preferred=preferred,
                     eta_minutes=node.eta_minutes,
                 )
                 return self.goto(state, node.next)
@@ -395,7 +393,7 @@ class _Run:
         options = self.options(state, menu)
         if state.confirming is not None:
             option = options[state.confirming]
-            said = _normal(given.value)
+            said = normal_phrase(given.value)
             if given.status == "input" and (given.value == "1" or said in YES):
                 self.heard(given, state, "confirmed", goto=option.goto)
                 return self.goto(state, option.goto)
@@ -443,12 +441,12 @@ class _Run:
     def match(options: list[MenuOption], given: Result) -> int | None:
         if given.mode == "dtmf":
             return next((i for i, o in enumerate(options) if o.key == given.value), None)
-        said = _normal(given.value)
+        said = normal_phrase(given.value)
         for i, option in enumerate(options):
-            if any(_normal(p) == said for p in option.say):
+            if any(normal_phrase(p) == said for p in option.say):
                 return i
         for i, option in enumerate(options):  # "I want billing please" still means billing
-            if any(re.search(rf"\b{re.escape(_normal(p))}\b", said) for p in option.say):
+            if any(re.search(rf"\b{re.escape(normal_phrase(p))}\b", said) for p in option.say):
                 return i
         return None
 
@@ -519,7 +517,7 @@ class _Run:
         if node.kind == "recording":
             return value
         if node.kind == "yesno":
-            said = _normal(value)
+            said = normal_phrase(value)
             return (
                 "yes"
                 if value == "1" or said in YES

@@ -25,6 +25,11 @@ VarName = Annotated[str, Field(pattern=VAR)]
 Key = Annotated[str, Field(pattern=r"^[0-9*#]$")]
 
 
+def normal_phrase(text: str) -> str:
+    """How phrases compare: case, punctuation and spacing do not count."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,6 +95,12 @@ class Escape(Strict):
     key: Key | None = "0"
     say: list[str] = Field(default_factory=lambda: ["agent", "representative", "operator"])
     goto: Name
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Escape:
+        if self.key is None and not self.say:
+            raise ValueError("the escape needs a key, phrases (say), or both")
+        return self
 
 
 class MenuNode(Strict):

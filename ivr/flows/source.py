@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,9 @@ def _walk(loader: PlanLoader, node: yaml.Node, path: Path_, source: Source) -> A
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) or key is None:
+            if isinstance(key, date):
+                key = key.isoformat()  # e.g. a special-hours date
+            elif not isinstance(key, str | int | float | bool) or key is None:
                 raise SourceError(_position(source.file, key_node.start_mark), "keys must be text")
             key = str(key)
             if key in result:

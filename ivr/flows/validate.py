@@ -7,6 +7,7 @@ loops with no way out, colliding menu options, missing prompts, unknown hours.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from ivr.flows.nodes import (
     PlayNode,
     SetNode,
     SubflowNode,
+    normal_phrase,
     prompts_of,
 )
 from ivr.flows.plan import DialPlan, DialPlanError, Flow, PlanFile
@@ -215,7 +217,7 @@ def _collisions(menu: MenuNode, flow: Flow, source: Source, at: Path_) -> Iterat
         if flow.escape.key:
             keys[flow.escape.key] = "the flow's agent escape"
         for phrase in flow.escape.say:
-            phrases[_normal(phrase)] = "the flow's agent escape"
+            phrases[normal_phrase(phrase)] = "the flow's agent escape"
     for i, option in enumerate(menu.options):
         if option.key is not None:
             if option.key in keys:
@@ -225,17 +227,13 @@ def _collisions(menu: MenuNode, flow: Flow, source: Source, at: Path_) -> Iterat
                 )
             keys.setdefault(option.key, f"option {i + 1}")
         for j, phrase in enumerate(option.say):
-            norm = _normal(phrase)
+            norm = normal_phrase(phrase)
             if norm in phrases:
                 yield Problem(
                     source.at((*at, "options", i, "say", j)),
                     f"phrase {phrase!r} is already used by {phrases[norm]}",
                 )
             phrases.setdefault(norm, f"option {i + 1}")
-
-
-def _normal(phrase: str) -> str:
-    return " ".join(phrase.lower().split())
 
 
 def _reachability(flow: Flow, source: Source, base: Path_) -> Iterator[Problem]:
@@ -320,10 +318,22 @@ def _missing_prompts(flow: Flow, source: Source, base: Path_, root: Path) -> Ite
         if not name.startswith("asterisk:")
     ]
     for lang in sorted(languages):
-        absent = set(prompts.missing(root, lang, {name for _, name in used}))
+        try:
+            absent = set(prompts.missing(root, lang, {name for _, name in used}))
+        except prompts.PromptError as exc:  # a broken catalog: "file:line: message"
+            file, line, message = _split_location(str(exc), root / lang / prompts.CATALOG_FILE)
+            yield Problem(Position(file, line, 1), message)
+            continue
         for path, name in used:
             if name in absent:
                 yield Problem(
                     source.at(path),
                     f"prompt {name!r} has no recording or catalog text in prompts/{lang}/",
                 )
+
+
+def _split_location(text: str, default: Path) -> tuple[str, int, str]:
+    found = re.match(r"^(.+?):(\d+): (.*)$", text, re.S)
+    if found:
+        return found[1], int(found[2]), found[3]
+    return str(default), 1, text

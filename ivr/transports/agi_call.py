@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cti.store.calls import CallLog
@@ -31,6 +32,7 @@ from ivr.flows.actions import (
     Route,
     SaveAnswer,
     SaveCallback,
+    SayValue,
     State,
 )
 from ivr.flows.engine import start, step
@@ -58,6 +60,35 @@ def entry_of(headers: dict[str, str]) -> str:
     if script == "inbound":
         return headers.get("agi_arg_1") or headers.get("agi_extension", "")
     return script
+
+
+def say_commands(part: SayValue, escape: str) -> list[str]:
+    """AGI commands that read a value out; none when it cannot be read as its kind."""
+    value = part.value.strip()
+    if part.kind == "digits" and value and all(c in KEYS for c in value):
+        return [f'SAY DIGITS {value} "{escape}"']
+    if part.kind == "alpha" and value.isalnum():
+        return [f'SAY ALPHA {value} "{escape}"']
+    if part.kind in ("number", "money"):
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            return []
+        if part.kind == "number":
+            return [f'SAY NUMBER {int(amount)} "{escape}"']
+        units, cents = divmod(int(abs(amount) * 100), 100)
+        said = [f'SAY NUMBER {units} "{escape}"']
+        if part.currency == "USD":
+            said.append(f'STREAM FILE digits/dollars "{escape}"')
+        return said + ([f'SAY NUMBER {cents} "{escape}"'] if cents else [])
+    if part.kind == "date":
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return []
+        noon = int(datetime.combine(day, time(12), UTC).timestamp())
+        return [f'SAY DATE {noon} "{escape}"']
+    return []
 
 
 class AgiCall:
@@ -164,38 +195,17 @@ class AgiCall:
         """Play parts in order; the key that interrupted them, or ''."""
         for part in parts:
             if isinstance(part, Recording):
-                command = f'STREAM FILE {sound_path(part.name, language)} "{escape}"'
+                commands = [f'STREAM FILE {sound_path(part.name, language)} "{escape}"']
             else:
-                command = self._say(part.kind, part.value, escape)
-                if command is None:
+                commands = say_commands(part, escape)
+                if not commands:
                     log.warning("value cannot be read out", extra={**self.extra, "kind": part.kind})
-                    continue
-            result = await self.request.send(command)
-            await self._check(result.value, command.split()[0])
-            if result.value > 0:
-                return chr(result.value)
+            for command in commands:
+                result = await self.request.send(command)
+                await self._check(result.value, command.split()[0])
+                if result.value > 0:
+                    return chr(result.value)
         return ""
-
-    @staticmethod
-    def _say(kind: str, value: str, escape: str) -> str | None:
-        if kind == "digits" and value and all(c in KEYS for c in value):
-            return f'SAY DIGITS {value} "{escape}"'
-        if kind == "alpha" and value.isalnum():
-            return f'SAY ALPHA {value} "{escape}"'
-        if kind in ("number", "money"):
-            try:
-                amount = round(float(value))
-            except ValueError:
-                return None
-            return f'SAY NUMBER {amount} "{escape}"'
-        if kind == "date":
-            try:
-                day = date.fromisoformat(value)
-            except ValueError:
-                return None
-            noon = int(datetime.combine(day, time(12), UTC).timestamp())
-            return f'SAY DATE {noon} "{escape}"'
-        return None
 
     async def _listen(self, action: Listen) -> Result:
         digits = await self._play(action.parts, action.language, KEYS if action.barge_in else "")
