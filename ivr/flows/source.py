@@ -59,7 +59,7 @@ class Source:
         return SourceError(self.at(path, key), message)
 
 
-class PlanLoader(yaml.SafeLoader):
+class PlanLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present
     """YAML 1.2 booleans: only true and false. ``say: [yes, no]`` stays words, as ops mean it."""
 
 

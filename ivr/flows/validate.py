@@ -71,10 +71,11 @@ def check(path: Path, prompts_root: Path | None) -> tuple[DialPlan | None, list[
         except ValidationError as exc:
             problems += _schema_problems(source, exc)
     plan, origin = _merge(loaded, problems)
+    catalogs: dict[str, set[str]] = {}  # loaded once per check, per language
     for name, flow in plan.flows.items():
         source = origin[name]
         base: Path_ = ("flows", name)
-        problems += _check_flow(plan, name, flow, source, base, prompts_root)
+        problems += _check_flow(plan, name, flow, source, base, prompts_root, catalogs)
     for entry, flow_name in plan.entries.items():
         if flow_name not in plan.flows:
             source = origin[f"entries:{entry}"]
@@ -180,7 +181,13 @@ def _merge(
 
 
 def _check_flow(
-    plan: DialPlan, name: str, flow: Flow, source: Source, base: Path_, prompts_root: Path | None
+    plan: DialPlan,
+    name: str,
+    flow: Flow,
+    source: Source,
+    base: Path_,
+    prompts_root: Path | None,
+    catalogs: dict[str, set[str]],
 ) -> Iterator[Problem]:
     nodes = flow.nodes
     if flow.start not in nodes:
@@ -207,7 +214,7 @@ def _check_flow(
             yield from _collisions(node, flow, source, at)
     yield from _reachability(flow, source, base)
     if prompts_root is not None:
-        yield from _missing_prompts(flow, source, base, prompts_root)
+        yield from _missing_prompts(flow, source, base, prompts_root, catalogs)
 
 
 def _collisions(menu: MenuNode, flow: Flow, source: Source, at: Path_) -> Iterator[Problem]:
@@ -307,7 +314,9 @@ def _cycles(succ: dict[str, list[str]]) -> list[list[str]]:
     return found
 
 
-def _missing_prompts(flow: Flow, source: Source, base: Path_, root: Path) -> Iterator[Problem]:
+def _missing_prompts(
+    flow: Flow, source: Source, base: Path_, root: Path, catalogs: dict[str, set[str]]
+) -> Iterator[Problem]:
     languages = {flow.language} | {
         n.language for n in flow.nodes.values() if isinstance(n, LanguageNode)
     }
@@ -318,14 +327,17 @@ def _missing_prompts(flow: Flow, source: Source, base: Path_, root: Path) -> Ite
         if not name.startswith("asterisk:")
     ]
     for lang in sorted(languages):
-        try:
-            absent = set(prompts.missing(root, lang, {name for _, name in used}))
-        except prompts.PromptError as exc:  # a broken catalog: "file:line: message"
-            file, line, message = _split_location(str(exc), root / lang / prompts.CATALOG_FILE)
-            yield Problem(Position(file, line, 1), message)
-            continue
+        if lang not in catalogs:
+            try:
+                catalogs[lang] = set(prompts.load_catalog(root, lang).texts)
+            except prompts.PromptError as exc:  # a broken catalog: "file:line: message"
+                file, line, message = _split_location(str(exc), root / lang / prompts.CATALOG_FILE)
+                yield Problem(Position(file, line, 1), message)
+                catalogs[lang] = set()
+                continue
+        known = catalogs[lang]
         for path, name in used:
-            if name in absent:
+            if name not in known and not prompts.prompt_path(root, lang, name).is_file():
                 yield Problem(
                     source.at(path),
                     f"prompt {name!r} has no recording or catalog text in prompts/{lang}/",
