@@ -75,7 +75,7 @@ def cmd_call(settings: Settings, args: argparse.Namespace) -> int:
     from cti.ami.originate import AmiError, place_test_call, simulated_call_action
 
     try:
-        action = simulated_call_action(args.did, press=args.press, play=args.play, hold=args.hold)
+        action = simulated_call_action(args.did, press=args.press, say=args.say, hold=args.hold)
         message = asyncio.run(place_test_call(settings.ami, action))
     except (AmiError, ValueError) as exc:
         print(f"ivr call: {exc}", file=sys.stderr)
@@ -212,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     call = command(top, "call", cmd_call, "Place a test call into a DID with a simulated caller.")
     call.add_argument("did", help="the DID to call, e.g. 5551000")
-    call.add_argument("--press", default="", help="keys the caller presses (w = half-second pause)")
-    call.add_argument("--play", default="", help="recorded sounds the caller plays, joined by &")
+    call.add_argument("--press", default="", help="keys to press; w waits 0.5 s, a comma 2 s")
+    call.add_argument(
+        "--say", default="", help="recordings the caller speaks, e.g. digits/7 (& joins)"
+    )
     call.add_argument("--hold", type=float, default=30, help="seconds the caller stays on the line")
 
     validate = command(

@@ -59,3 +59,24 @@ def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
         "user", "add", "bo", "--role", "agent", "--password-stdin", cwd=tmp_path, stdin="short\n"
     )
     assert short.returncode == 1 and "at least 10 characters" in short.stderr
+
+
+def test_call_refuses_keys_it_cannot_press(tmp_path: Path) -> None:
+    done = run("call", "5551001", "--press", "1x", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "keys must be 0-9, *, #, w (half a second) or , (two seconds): '1x'" in done.stderr
+
+
+def test_call_places_a_simulated_caller_through_ami(asterisk, tmp_path: Path) -> None:
+    """No service listens here, so Asterisk's own fallback answers: the safe queue."""
+    env = {"PATH": "", "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value()}
+    done = subprocess.run(
+        [IVR, "call", "5551001", "--press", "1,2", "--hold", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "calling 5551001: answered"

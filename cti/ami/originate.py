@@ -2,7 +2,7 @@
 
 The Local channel's ;2 half enters ``ivr-inbound`` at the DID and reaches our
 IVR; its ;1 half runs the ``ivr-caller`` context (see extensions.conf) once the
-IVR answers: it presses keys, plays recorded sounds, or stays silent.
+IVR answers: it presses keys, speaks (plays recorded sounds), or stays silent.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ivr.config import AmiSettings
 def simulated_call_action(
     did: str,
     press: str = "",
-    play: str = "",
+    say: str = "",
     hold: float = 30,
     wait: float = 1,
     caller_id: str = "+14155550100",
@@ -29,10 +29,13 @@ def simulated_call_action(
     """The Originate action for one simulated caller. `agi_server` overrides IVR_AGI_SERVER."""
     if not did.isdigit():
         raise ValueError(f"DID must be digits, not {did!r}")
-    script = "dtmf" if press else "play" if play else "silent"
+    if any(c not in "0123456789*#w," for c in press):
+        raise ValueError(f"keys must be 0-9, *, #, w (half a second) or , (two seconds): {press!r}")
+    press = press.replace(",", "wwww")
+    script = "dtmf" if press else "play" if say else "silent"
     variables = {
         "CALLER_DTMF": press,
-        "CALLER_PROMPT": play,
+        "CALLER_PROMPT": say,
         "CALLER_HOLD": hold,
         "CALLER_WAIT": wait,
     }

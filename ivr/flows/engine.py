@@ -65,7 +65,11 @@ TEMPLATE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
 class FlowError(Exception):
-    """The flow cannot go on; the transport sends the call to the safe queue."""
+    """The flow cannot go on at `node`; the transport sends the call to the safe queue."""
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 def start(plan: DialPlan, flow: str, now: datetime, **vars: Any) -> State:
@@ -98,7 +102,9 @@ def step(
         state, waiting = run.enter(state)
         if waiting or state.done:
             return run.actions, state
-    raise FlowError(f"flow passed {MAX_HOPS} nodes without waiting for the caller at {state.node}")
+    raise FlowError(
+        f"flow passed {MAX_HOPS} nodes without waiting for the caller at {state.node}", state.node
+    )
 
 
 def e164(number: str, region: str) -> str:
@@ -282,7 +288,7 @@ class _Run:
                 return self.goto(state, inner.start)
             case ReturnNode():
                 if not state.stack:
-                    raise FlowError(f"return at {state.node} outside a subflow")
+                    raise FlowError(f"return at {state.node} outside a subflow", state.node)
                 (flow, after), stack = state.stack[-1], state.stack[:-1]
                 self.journey("return", state, to=f"{flow}.{after}")
                 return self.goto(replace(state, flow=flow, stack=stack), after)
@@ -293,7 +299,7 @@ class _Run:
                     self.actions.append(Play(self.parts(node.prompt, state), state.language))
                 self.journey("hangup", state, by="flow")
                 return self.end(state, Hangup())
-        raise FlowError(f"node {state.node} has an unknown type")  # pragma: no cover
+        raise FlowError(f"node {state.node} has an unknown type", state.node)  # pragma: no cover
 
     def holds(self, cond: Condition, state: State) -> bool:
         if cond.all is not None:
@@ -387,7 +393,9 @@ class _Run:
                 if given.status == "error" and node.fallback:
                     return self.goto(state, node.fallback)
                 return self.goto(state, node.not_found)
-        raise FlowError(f"{type(given).__name__} arrived at {state.node}, which did not ask")
+        raise FlowError(
+            f"{type(given).__name__} arrived at {state.node}, which did not ask", state.node
+        )
 
     def answer_menu(self, state: State, menu: MenuNode, given: Result) -> tuple[State, bool]:
         options = self.options(state, menu)

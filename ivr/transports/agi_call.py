@@ -149,8 +149,8 @@ class AgiCall:
             await self._store(self.calls.finish, self.id, "abandoned_ivr", None, True)
         except Exception as exc:
             log.exception("call failed; routing to the safe queue", extra=self.extra)
-            node = self.state.node if self.state else None
-            await self._journey("error", node, {"reason": type(exc).__name__})
+            node = getattr(exc, "node", None) or (self.state.node if self.state else None)
+            await self._journey("error", node, {"reason": type(exc).__name__, "detail": str(exc)})
             await self._fail_safe()
 
     @staticmethod

@@ -96,13 +96,19 @@ class ServiceProcess:
 
     def wait_for_call(self, done: Callable[[Call], bool], timeout: float = 30) -> Call:
         """The one call this service stored, once `done(call)` holds."""
+        return self.wait_for_calls(1, done, timeout)[0]
+
+    def wait_for_calls(
+        self, count: int, done: Callable[[Call], bool], timeout: float = 30
+    ) -> list[Call]:
+        """The `count` calls this service stored, once `done` holds for each."""
         sessions = session_factory(make_engine(self.db_url))
         deadline = time.monotonic() + timeout
         while True:
             with sessions() as db:
                 calls = db.scalars(select(Call).options(selectinload(Call.journey))).all()
-            if len(calls) == 1 and done(calls[0]):
-                return calls[0]
+            if len(calls) == count and all(done(c) for c in calls):
+                return list(calls)
             if time.monotonic() > deadline:
                 raise AssertionError(f"calls stored: {calls!r}\nservice log:\n{self.log()}")
             time.sleep(0.2)
