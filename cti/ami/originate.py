@@ -25,8 +25,13 @@ def simulated_call_action(
     wait: float = 1,
     caller_id: str = "+14155550100",
     agi_server: str | None = None,
+    context: str = "ivr-inbound",
+    extra: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Originate action for one simulated caller. `agi_server` overrides IVR_AGI_SERVER."""
+    """The Originate for one simulated caller into `context` at `did`.
+
+    `agi_server` overrides IVR_AGI_SERVER; `extra` sets more channel variables.
+    """
     if not did.isdigit():
         raise ValueError(f"DID must be digits, not {did!r}")
     if any(c not in "0123456789*#w," for c in press):
@@ -41,10 +46,11 @@ def simulated_call_action(
     }
     if agi_server:
         variables["IVR_AGI_SERVER"] = agi_server
+    variables.update(extra or {})
     return {
         "Action": "Originate",
         "ActionID": "testcall-" + uuid.uuid4().hex,
-        "Channel": f"Local/{did}@ivr-inbound/n",
+        "Channel": f"Local/{did}@{context}/n",
         "Context": "ivr-caller",
         "Exten": script,
         "Priority": "1",

@@ -55,9 +55,12 @@ def sound_path(prompt: str, language: str) -> str:
 
 
 def entry_of(headers: dict[str, str]) -> str:
-    """``agi://host/inbound,<DID>`` selects by DID; ``agi://host/<entry>`` by name."""
+    """``agi://host/inbound,<DID>`` selects by DID; ``agi://host/<entry>`` by name.
+
+    Process AGI (``AGI(ivr-agi,<entry>)``) names the entry in its first argument.
+    """
     script = headers.get("agi_network_script", "").strip("/")
-    if script == "inbound":
+    if script in ("inbound", ""):
         return headers.get("agi_arg_1") or headers.get("agi_extension", "")
     return script
 

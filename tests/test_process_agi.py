@@ -1,0 +1,63 @@
+"""Process AGI: Asterisk runs ivr-agi (pyst2, stdin/stdout) inside the sandbox for each call."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from cti.store.db import make_engine, session_factory, upgrade
+from cti.store.models import Call
+from tests.conftest import Sandbox
+
+
+@pytest.mark.postgres
+def test_a_shipped_flow_over_process_agi(asterisk: Sandbox, postgres_url: str, place_call) -> None:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    name = f"tmp/ivr-agi-{uuid.uuid4().hex}.yaml"  # inside the root, where ivr-agi runs
+    config = asterisk.root / name
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": postgres_url},
+                "paths": {"dialplans": "/opt/ivr/src/dialplans", "prompts": "/opt/ivr/src/prompts"},
+            }
+        )
+    )
+    try:
+        place_call(
+            "5551001",
+            press="2",
+            hold=4,
+            context="ivr-inbound-local",
+            extra={"IVR_AGI_CONFIG": f"/{name}"},
+        )
+        call = wait_for_call(session_factory(engine))
+    finally:
+        config.unlink()
+        engine.dispose()
+    assert (call.entry, call.flow, call.outcome, call.route) == (
+        "5551001",
+        "front_desk",
+        "routed",
+        "queue:support",
+    )
+    assert [(e.kind, e.node) for e in call.journey] == [("match", "welcome"), ("route", "support")]
+    assert call.linkedid and call.flow_version
+
+
+def wait_for_call(sessions) -> Call:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with sessions() as db:
+            call = db.scalars(select(Call).options(selectinload(Call.journey))).first()
+        if call is not None and call.outcome is not None:
+            return call
+        time.sleep(0.2)
+    raise AssertionError("ivr-agi stored no finished call")
