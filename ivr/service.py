@@ -25,7 +25,7 @@ from cti.web.app import create_app
 from ivr.config import Settings
 from ivr.flows.plan import DialPlanError
 from ivr.flows.reload import LivePlan
-from ivr.transports.agi_call import AgiCall
+from ivr.transports.agi_call import AgiCall, ParkedCalls
 from ivr.transports.fastagi import AgiRequest, FastAgiServer
 
 log = logging.getLogger("ivr.service")
@@ -52,6 +52,7 @@ class Service:
         self.plan = LivePlan(settings.paths.dialplans, settings.paths.prompts)
         self.calls = CallLog(self.sessions)
         self.directory = Directory(self.sessions)
+        self.parked = ParkedCalls()
         self.bus = make_bus(settings.bus.backend)
         agi = settings.agi
         self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
@@ -64,7 +65,12 @@ class Service:
 
     async def _on_call(self, request: AgiRequest) -> None:
         call = AgiCall(
-            request, self.plan.plan, self.calls, self.directory.lookup, self.settings.agi.safe_queue
+            request,
+            self.plan.plan,
+            self.calls,
+            self.directory.lookup,
+            self.settings.agi.safe_queue,
+            self.parked,
         )
         await call.run()
 

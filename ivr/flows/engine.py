@@ -98,13 +98,18 @@ def step(
         state, waiting = run.answer(state, given)
         if waiting or state.done:
             return run.actions, state
-    for _ in range(MAX_HOPS):
-        state, waiting = run.enter(state)
-        if waiting or state.done:
-            return run.actions, state
-    raise FlowError(
-        f"flow passed {MAX_HOPS} nodes without waiting for the caller at {state.node}", state.node
-    )
+    return run.advance(state)
+
+
+def resume(plan: DialPlan, state: State, why: str, now: datetime) -> tuple[list[Action], State]:
+    """A call the switch hands back: ``overflow`` when it waited `max_wait` in its queue."""
+    node = plan.flows[state.flow].nodes[state.node]
+    if why != "overflow" or not isinstance(node, QueueNode) or node.overflow is None:
+        raise FlowError(f"cannot resume {state.node} for {why!r}", state.node)
+    run = _Run(plan, now)
+    run.journey("overflow", state, queue=node.queue, max_wait=node.max_wait)
+    state, _ = run.goto(replace(state, done=False), node.overflow)
+    return run.advance(state)
 
 
 def e164(number: str, region: str) -> str:
@@ -210,6 +215,17 @@ class _Run:
         """Emit a waiting action; the state remembers what was asked, for the journey."""
         self.actions.append(action)
         return replace(state, asked=_names(prompt)), True
+
+    def advance(self, state: State) -> tuple[list[Action], State]:
+        """Enter nodes until one waits for the caller or the call leaves the flow."""
+        for _ in range(MAX_HOPS):
+            state, waiting = self.enter(state)
+            if waiting or state.done:
+                return self.actions, state
+        raise FlowError(
+            f"flow passed {MAX_HOPS} nodes without waiting for the caller at {state.node}",
+            state.node,
+        )
 
     # -- entering a node
     def enter(self, state: State) -> tuple[State, bool]:

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from time import monotonic as time_now
 from typing import Any
 
 from cti.store.calls import CallLog
 from ivr.flows.actions import (
-    Given,
     Hangup,
     Journey,
     Listen,
@@ -35,7 +35,7 @@ from ivr.flows.actions import (
     SayValue,
     State,
 )
-from ivr.flows.engine import start, step
+from ivr.flows.engine import resume, start, step
 from ivr.flows.plan import DialPlan
 from ivr.prompts import PROMPT_NAME
 from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp
@@ -94,7 +94,28 @@ def say_commands(part: SayValue, escape: str) -> list[str]:
     return []
 
 
+class ParkedCalls:
+    """Calls handed to a queue with an overflow: the plan and state to resume them with."""
+
+    def __init__(self, keep_seconds: float = 4 * 3600) -> None:
+        self.keep_seconds = keep_seconds
+        self.calls: dict[str, tuple[DialPlan, State, float]] = {}
+
+    def park(self, call_id: str, plan: DialPlan, state: State) -> None:
+        now = time_now()
+        self.calls = {k: v for k, v in self.calls.items() if now - v[2] < self.keep_seconds}
+        self.calls[call_id] = (plan, state, now)
+
+    def take(self, call_id: str) -> tuple[DialPlan, State] | None:
+        found = self.calls.pop(call_id, None)
+        return (found[0], found[1]) if found else None
+
+
 class AgiCall:
+    """One AGI session: a new call (``inbound``, an entry name, process AGI), or a call the
+    dialplan hands back (``resume,<call id>,overflow``). `parked` is None for process AGI,
+    whose calls live in one process each and cannot come back."""
+
     def __init__(
         self,
         request: AgiRequest,
@@ -102,17 +123,34 @@ class AgiCall:
         calls: CallLog,
         lookup: Callable[[Lookup], LookupResult],
         safe_queue: str,
+        parked: ParkedCalls | None = None,
     ) -> None:
         self.request = request
         self.plan = plan  # the call keeps the plan it started with
         self.calls = calls
         self.lookup = lookup
         self.safe_queue = safe_queue
+        self.parked = parked
         self.id = uuid.uuid4().hex
         self.state: State | None = None
         self.extra = {"call_id": self.id}
 
     async def run(self) -> None:
+        resuming = self.request.headers.get("agi_network_script", "").strip("/") == "resume"
+        try:
+            outcome, route = await (self._resume() if resuming else self._start())
+            await self._store(self.calls.finish, self.id, outcome, route, outcome == "contained")
+        except CallerHungUp as exc:
+            log.info("caller hung up", extra={**self.extra, "how": str(exc)})
+            await self._caller_left(str(exc))
+            await self._store(self.calls.finish, self.id, "abandoned_ivr", None, True)
+        except Exception as exc:
+            log.exception("call failed; routing to the safe queue", extra=self.extra)
+            node = getattr(exc, "node", None) or (self.state.node if self.state else None)
+            await self._journey("error", node, {"reason": type(exc).__name__, "detail": str(exc)})
+            await self._fail_safe()
+
+    async def _start(self) -> tuple[str, str | None]:
         headers = self.request.headers
         entry = entry_of(headers)
         found = self.plan.flow_for(entry)
@@ -128,42 +166,43 @@ class AgiCall:
             flow_version=self.plan.versions.get(found[0]) if found else None,
         )
         log.info("call started", extra={**self.extra, "entry": entry})
-        try:
-            await self.request.send("ANSWER")
-            await self.request.send(f"SET VARIABLE IVR_CALL_ID {self.id}")
-            linkedid = await self.request.send("GET VARIABLE CHANNEL(linkedid)")
-            await self._store(self.calls.start, self.id, linkedid=linkedid.data or None)
-            if found is None:
-                await self._journey("error", None, {"reason": f"no flow for entry {entry!r}"})
-                outcome, route = await self._route(Route("fallback"))
-            else:
-                self.state = start(
-                    self.plan,
-                    found[0],
-                    self._now(),
-                    caller={"number": caller},
-                    call={"entry": entry, "id": self.id},
-                )
-                outcome, route = await self._run_flow(self.state)
-            await self._store(self.calls.finish, self.id, outcome, route, outcome == "contained")
-        except CallerHungUp as exc:
-            log.info("caller hung up", extra={**self.extra, "how": str(exc)})
-            await self._caller_left(str(exc))
-            await self._store(self.calls.finish, self.id, "abandoned_ivr", None, True)
-        except Exception as exc:
-            log.exception("call failed; routing to the safe queue", extra=self.extra)
-            node = getattr(exc, "node", None) or (self.state.node if self.state else None)
-            await self._journey("error", node, {"reason": type(exc).__name__, "detail": str(exc)})
-            await self._fail_safe()
+        await self.request.send("ANSWER")
+        await self.request.send(f"SET VARIABLE IVR_CALL_ID {self.id}")
+        linkedid = await self.request.send("GET VARIABLE CHANNEL(linkedid)")
+        await self._store(self.calls.start, self.id, linkedid=linkedid.data or None)
+        if found is None:
+            await self._journey("error", None, {"reason": f"no flow for entry {entry!r}"})
+            return await self._route(Route("fallback"))
+        self.state = start(
+            self.plan,
+            found[0],
+            self._now(),
+            caller={"number": caller},
+            call={"entry": entry, "id": self.id},
+        )
+        return await self._run_flow(*step(self.plan, self.state, None, self._now()))
+
+    async def _resume(self) -> tuple[str, str | None]:
+        headers = self.request.headers
+        self.id = headers.get("agi_arg_1", "")
+        self.extra = {"call_id": self.id}
+        parked = self.parked.take(self.id) if self.parked else None
+        log.info("call back from its queue", extra={**self.extra, "why": headers.get("agi_arg_2")})
+        if parked is None:
+            await self._journey("error", None, {"reason": "no parked call to resume"})
+            return await self._route(Route("fallback"))
+        self.plan, self.state = parked
+        return await self._run_flow(
+            *resume(self.plan, self.state, headers.get("agi_arg_2", ""), self._now())
+        )
 
     @staticmethod
     def _now() -> datetime:
         return datetime.now(UTC)
 
-    async def _run_flow(self, state: State) -> tuple[str, str | None]:
-        given: Given | None = None
+    async def _run_flow(self, actions: list[Any], state: State) -> tuple[str, str | None]:
+        """Carry out one step's actions, answer what waits, and step again until the call leaves."""
         while True:
-            actions, state = step(self.plan, state, given, self._now())
             self.state, given = state, None
             for action in actions:
                 if isinstance(action, Journey):
@@ -179,12 +218,15 @@ class AgiCall:
                 elif isinstance(action, SaveCallback | SaveAnswer):
                     pass  # the engine's journey event carries it; campaigns store it
                 elif isinstance(action, Route):
+                    if self.parked is not None and action.options.get("overflow"):
+                        self.parked.park(self.id, self.plan, state)
                     return await self._route(action)
                 elif isinstance(action, Hangup):
                     await self.request.send("HANGUP")
                     return "contained", "hangup"
             if given is None:
                 raise AgiError(f"flow stopped at {state.node} without a route")
+            actions, state = step(self.plan, state, given, self._now())
 
     async def _caller_left(self, how: str) -> None:
         """Let the engine record where the caller left, then note how."""
@@ -247,9 +289,14 @@ class AgiCall:
             route = Route("queue", self.safe_queue)
         variables = {"IVR_ROUTE": route.kind}
         if route.kind == "queue":
-            variables |= {"IVR_QUEUE": route.target, "IVR_PRIORITY": str(route.priority)}
-            if "max_wait" in route.options:
-                variables["IVR_QUEUE_TIMEOUT"] = str(route.options["max_wait"])
+            # Set every time: a value from an earlier queue must not linger on the channel.
+            back = self.parked is not None and "overflow" in route.options
+            variables |= {
+                "IVR_QUEUE": route.target,
+                "IVR_PRIORITY": str(route.priority),
+                "IVR_QUEUE_TIMEOUT": str(route.options.get("max_wait", "")),
+                "IVR_OVERFLOW": "1" if back else "",  # come back to us when the wait runs out
+            }
         elif route.kind == "transfer":
             variables["IVR_TRANSFER"] = route.target
         for name, value in variables.items():
