@@ -31,8 +31,8 @@ test: venv debs
 	$(BIN)/ivr prompts build
 	scripts/with-sandbox $(BIN)/pytest -n 4 $(PYTEST_ARGS)
 
-bench: venv
-	$(BIN)/python -m bench
+bench: venv debs
+	scripts/with-sandbox $(BIN)/python -m bench
 
 lint: venv
 	$(BIN)/ruff check .
