@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tests.support.ami import AmiClient
-from tests.support.service import REPO, ServiceProcess
+from tests.support.service import ServiceProcess, own_plans
 
 BROKEN = """
 # A node that fails when a call reaches it: a return outside any subflow.
@@ -24,16 +23,8 @@ flows:
 def test_an_exception_in_a_node_sends_the_call_to_the_safe_queue(
     asterisk, tmp_path: Path, place_call, ami: AmiClient
 ) -> None:
-    plans = tmp_path / "dialplans"
-    shutil.copytree(REPO / "dialplans", plans)
-    (plans / "broken.yaml").write_text(BROKEN)
-    service = ServiceProcess(
-        tmp_path,
-        {
-            "IVR_AMI__ENABLED": "false",
-            "IVR_PATHS__DIALPLANS": str(plans),
-        },
-    ).start()
+    _plans, env = own_plans(tmp_path, **{"broken.yaml": BROKEN})
+    service = ServiceProcess(tmp_path, env).start()
     try:
         place_call("5551099", hold=3, caller_id="+14155550142", agi_server=service.agi_server)
         found = service.wait_for_call(lambda c: c.outcome is not None)

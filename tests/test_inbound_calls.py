@@ -7,14 +7,13 @@ always closed, so each path is repeatable whatever the clock says.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from cti.store.models import Call
-from tests.support.service import REPO, ServiceProcess
+from tests.support.service import REPO, ServiceProcess, own_plans
 
 ALWAYS = "\n".join(
     f"      {d}: ['00:00-24:00']" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -27,18 +26,10 @@ VIP, KNOWN, STRANGER = "+14155550100", "+14155550123", "+14155550199"
 
 
 def service_with(tmp_path: Path, asterisk, calendar: str) -> ServiceProcess:
-    plans = tmp_path / "dialplans"
-    shutil.copytree(REPO / "dialplans", plans)
-    path = plans / "customer_service.yaml"
-    text = path.read_text()
-    path.write_text(re.sub(r"(?ms)^hours:.*?(?=^flows:)", CALENDARS[calendar], text))
-    service = ServiceProcess(
-        tmp_path,
-        {
-            "IVR_AMI__ENABLED": "false",
-            "IVR_PATHS__DIALPLANS": str(plans),
-        },
-    ).start()
+    shipped = (REPO / "dialplans" / "customer_service.yaml").read_text()
+    changed = re.sub(r"(?ms)^hours:.*?(?=^flows:)", CALENDARS[calendar], shipped)
+    _plans, env = own_plans(tmp_path, **{"customer_service.yaml": changed})
+    service = ServiceProcess(tmp_path, env).start()
     assert service.ivr("db", "demo").returncode == 0
     return service
 

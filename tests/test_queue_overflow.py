@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tests.support.ami import AmiClient
-from tests.support.service import REPO, ServiceProcess
+from tests.support.service import ServiceProcess, own_plans
 
 PLAN = """
 entries:
@@ -22,16 +21,8 @@ flows:
 
 
 def test_max_wait_then_overflow(asterisk, tmp_path: Path, place_call, ami: AmiClient) -> None:
-    plans = tmp_path / "dialplans"
-    shutil.copytree(REPO / "dialplans", plans)
-    (plans / "waiting.yaml").write_text(PLAN)
-    service = ServiceProcess(
-        tmp_path,
-        {
-            "IVR_AMI__ENABLED": "false",
-            "IVR_PATHS__DIALPLANS": str(plans),
-        },
-    ).start()
+    _plans, env = own_plans(tmp_path, **{"waiting.yaml": PLAN})
+    service = ServiceProcess(tmp_path, env).start()
     try:
         place_call(
             "5551077", hold=8, wait=0, caller_id="+14155550177", agi_server=service.agi_server

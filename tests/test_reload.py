@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from ivr.flows.actions import Result
 from ivr.flows.engine import start, step
 from ivr.flows.reload import LivePlan
-from tests.support.service import REPO, ServiceProcess
+from tests.support.service import ServiceProcess, own_plans
 
 GOOD = """
 flows:
@@ -62,15 +61,8 @@ def test_a_bad_change_is_refused_and_a_good_one_swapped_in(
 
 
 def test_the_running_service_reloads_and_refuses(asterisk, tmp_path: Path, place_call) -> None:
-    plans = tmp_path / "dialplans"
-    shutil.copytree(REPO / "dialplans", plans)
-    service = ServiceProcess(
-        tmp_path,
-        {
-            "IVR_AMI__ENABLED": "false",
-            "IVR_PATHS__DIALPLANS": str(plans),
-        },
-    ).start()
+    plans, env = own_plans(tmp_path)
+    service = ServiceProcess(tmp_path, env).start()
     try:
         front = plans / "front_desk.yaml"
         front.write_text(

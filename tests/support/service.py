@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,16 @@ from cti.store.models import Call
 
 REPO = Path(__file__).resolve().parents[2]
 IVR = str(Path(sys.executable).with_name("ivr"))
+
+
+def own_plans(workdir: Path, **files: str) -> tuple[Path, dict[str, str]]:
+    """A copy of the shipped dial plans plus `files` (name -> YAML), and the environment for
+    a service that runs them without AMI."""
+    plans = workdir / "dialplans"
+    shutil.copytree(REPO / "dialplans", plans)
+    for name, text in files.items():
+        (plans / name).write_text(text)
+    return plans, {"IVR_AMI__ENABLED": "false", "IVR_PATHS__DIALPLANS": str(plans)}
 
 
 class ServiceProcess:
