@@ -20,6 +20,7 @@ log = logging.getLogger("ivr.fastagi")
 
 HEADER_TIMEOUT = 5.0
 HEADER_LIMIT = 16 * 1024
+LISTEN_BACKLOG = 1024  # a burst of calls must not overflow the listen queue (asyncio's is 100)
 
 
 class AgiError(Exception):
@@ -144,7 +145,7 @@ class FastAgiServer:
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=HEADER_LIMIT
+            self._accept, self.host, self.port, limit=HEADER_LIMIT, backlog=LISTEN_BACKLOG
         )
         self.port = self.server.sockets[0].getsockname()[1]
 
