@@ -145,3 +145,33 @@ def test_sigterm_refuses_new_calls_and_lets_the_call_in_progress_finish(
 )
 def test_values_are_read_out_with_the_right_commands(kind: str, value: str, commands: list) -> None:
     assert say_commands(SayValue(kind, value), "1") == commands
+
+
+def test_a_command_asterisk_never_answers_times_out_and_closes_the_session() -> None:
+    from ivr.transports.fastagi import AgiError, FastAgiServer
+
+    async def scenario() -> tuple[str, float, bytes]:
+        outcome: list[str] = []
+
+        async def handler(request: AgiRequest) -> None:
+            try:
+                await request.send("WAIT FOR DIGIT 1000")
+            except AgiError as exc:
+                outcome.append(str(exc))
+
+        server = FastAgiServer(handler, "127.0.0.1", 0, ["127.0.0.1"], command_timeout=0.5)
+        await server.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"agi_network_script: inbound\nagi_arg_1: 5551001\n\n")
+        started = asyncio.get_running_loop().time()
+        command = await reader.readline()  # ...and never answer it
+        rest = await asyncio.wait_for(reader.read(), 5)  # the server closes the session
+        took = asyncio.get_running_loop().time() - started
+        writer.close()
+        await server.stop(drain=1)
+        return outcome[0] if outcome else "no error", took, command + rest
+
+    outcome, took, seen = asyncio.run(scenario())
+    assert outcome == "WAIT timed out"
+    assert 0.5 <= took < 1.5
+    assert seen == b"WAIT FOR DIGIT 1000\n"

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from panoramisk.fast_agi import Request
-from panoramisk.utils import parse_agi_result
 
 log = logging.getLogger("ivr.fastagi")
 
 HEADER_TIMEOUT = 5.0
 HEADER_LIMIT = 16 * 1024
+WATCH_INTERVAL = 0.25  # seconds between checks of the commands in flight
 LISTEN_BACKLOG = 1024  # a burst of calls must not overflow the listen queue (asyncio's is 100)
 
 
@@ -59,31 +59,44 @@ class AgiRequest(Request):
         super().__init__(app=None, headers=headers, reader=reader, writer=writer)
         self.command_timeout = command_timeout
         self.hangup_notified = False
+        # When the command in flight times out (event-loop time). The server's watchdog
+        # closes the session past it: cheaper than a timer per command.
+        self.deadline: float | None = None
+        self.timed_out = False
 
     async def send(self, command: str, timeout: float | None = None) -> AgiResult:
         """Send one command and return its final result (after any ``100 Trying``)."""
+        self.deadline = asyncio.get_running_loop().time() + (timeout or self.command_timeout)
         try:
-            async with asyncio.timeout(timeout or self.command_timeout):
-                self.writer.write((command + "\n").encode(self.encoding))
-                await self.writer.drain()
-                return await self._result(command)
-        except TimeoutError:
-            raise AgiError(f"{command.split()[0]} timed out") from None
+            self.writer.write((command + "\n").encode(self.encoding))
+            await self.writer.drain()
+            return await self._result(command)
         except (ConnectionError, asyncio.IncompleteReadError):
-            raise CallerHungUp("socket closed") from None
+            raise self._gone(command) from None
+        finally:
+            self.deadline = None
+
+    def _gone(self, command: str) -> AgiError:
+        if self.timed_out:
+            return AgiError(f"{command.split()[0]} timed out")
+        return CallerHungUp("socket closed")
+
+    def expire(self) -> None:
+        """Called by the watchdog when the command in flight has run out of time."""
+        self.timed_out = True
+        self.writer.close()
 
     async def _result(self, command: str) -> AgiResult:
         while True:
             raw = await self.reader.readline()
             if not raw:
-                raise CallerHungUp("socket closed")
+                raise self._gone(command)
             line = raw.decode(self.encoding, "replace").rstrip("\r\n")
             if line == "HANGUP":
                 # Asynchronous notice; the command's own result line still follows.
                 self.hangup_notified = True
                 continue
-            parsed = parse_agi_result(line) if line[:3].isdigit() else {"status_code": 0}
-            code = parsed.get("status_code", 200)
+            code = int(line[:3]) if line[:3].isdigit() else 0
             if code == 100:
                 continue
             if code == 511:
@@ -142,12 +155,28 @@ class FastAgiServer:
         self.command_timeout = command_timeout
         self.server: asyncio.Server | None = None
         self.calls: set[asyncio.Task[None]] = set()
+        self.requests: set[AgiRequest] = set()
+        self.watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(
             self._accept, self.host, self.port, limit=HEADER_LIMIT, backlog=LISTEN_BACKLOG
         )
         self.port = self.server.sockets[0].getsockname()[1]
+        self.watchdog = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Every AGI command has a timeout: expire the sessions whose command ran over."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = loop.time()
+            for request in [r for r in self.requests if r.deadline and r.deadline < now]:
+                log.warning(
+                    "AGI command timed out; session closed",
+                    extra={"channel": request.headers.get("agi_channel")},
+                )
+                request.expire()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -169,7 +198,11 @@ class FastAgiServer:
             log.warning("FastAGI session dropped: no valid header", extra={"peer": peer})
             return
         request = AgiRequest(headers, reader, writer, self.command_timeout)
-        await self.handler(request)
+        self.requests.add(request)
+        try:
+            await self.handler(request)
+        finally:
+            self.requests.discard(request)
 
     async def stop(self, drain: float) -> None:
         """Refuse new calls, let calls in progress finish for up to `drain` seconds."""
@@ -181,6 +214,8 @@ class FastAgiServer:
             _done, pending = await asyncio.wait(set(self.calls), timeout=drain)
             for task in pending:
                 task.cancel()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         await self.server.wait_closed()
 
 
