@@ -38,7 +38,7 @@ from ivr.flows.actions import (
 from ivr.flows.engine import resume, start, step
 from ivr.flows.plan import DialPlan
 from ivr.prompts import PROMPT_NAME
-from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp
+from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp, alive
 
 log = logging.getLogger("ivr.call")
 
@@ -280,7 +280,7 @@ class AgiCall:
 
     async def _check(self, value: int, command: str) -> None:
         if value < 0:
-            if not await self.request.alive():
+            if not await alive(self.request):
                 raise CallerHungUp(f"{command} ended by hangup")
             raise AgiError(f"{command} failed")
 

@@ -109,20 +109,6 @@ class AgiRequest(Request):
             value, data = self._fields(line)
             return AgiResult(code, value, data, line)
 
-    async def alive(self) -> bool:
-        """After an ambiguous -1 result: is the channel still up?
-
-        Asterisk sends ``HANGUP`` *after* the result of the command the caller hung up
-        in, so ask once more; a dead channel answers 511 (or the notice arrives first).
-        """
-        if self.hangup_notified:
-            return False
-        try:
-            await self.send("CHANNEL STATUS", timeout=5)
-        except CallerHungUp:
-            return False
-        return not self.hangup_notified
-
     @staticmethod
     def _fields(line: str) -> tuple[str, str]:
         """``200 result=49 (timeout)`` -> ("49", "timeout")."""
@@ -138,6 +124,22 @@ class AgiRequest(Request):
             raw = await self.reader.readline()
             if not raw or raw.startswith(b"520 End"):
                 return
+
+
+async def alive(request: AgiRequest) -> bool:
+    """After an ambiguous -1 result: is the channel still up?
+
+    Asterisk reports a hangup *after* the result of the command the caller hung up in
+    (a HANGUP line over FastAGI, SIGHUP for process AGI), so ask once more; a dead
+    channel answers 511, which the request raises as CallerHungUp.
+    """
+    if request.hangup_notified:
+        return False
+    try:
+        await request.send("CHANNEL STATUS", timeout=5)
+    except CallerHungUp:
+        return False
+    return not request.hangup_notified
 
 
 Handler = Callable[[AgiRequest], Awaitable[None]]

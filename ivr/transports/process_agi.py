@@ -62,15 +62,6 @@ class Pyst2Request:
         value, data = result.get("result", ("", ""))
         return AgiResult(200, value, data, command)
 
-    async def alive(self) -> bool:
-        if self.hangup_notified:
-            return False
-        try:
-            await self.send("CHANNEL STATUS", timeout=5)
-        except CallerHungUp:
-            return False
-        return not self.hangup_notified
-
 
 def main() -> int:
     """The ``ivr-agi`` script: arguments are the entry and, optionally, the config file."""
