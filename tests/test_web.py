@@ -12,6 +12,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import unavailable
 from tests.support.service import ServiceProcess
@@ -42,6 +43,11 @@ def browser() -> Iterator[webdriver.Chrome]:
     yield chrome
     chrome.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(browser: webdriver.Chrome) -> WebDriverWait:
+    """Clicks return before the next page has loaded: wait for what the test expects."""
+    return WebDriverWait(browser, 10)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -78,13 +84,15 @@ def test_login_shows_the_service_health_then_logout(
     browser.find_element(By.NAME, "username").send_keys("ops1")
     browser.find_element(By.NAME, "password").send_keys("wrong password")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "Unknown user or wrong password." in browser.page_source
+    error = wait(browser).until(lambda b: b.find_elements(By.CLASS_NAME, "error"))
+    assert error[0].text == "Unknown user or wrong password."
 
     name = browser.find_element(By.NAME, "username")
     name.clear()
     name.send_keys("ops1")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "table tr td"))
     rows = {
         r.find_elements(By.TAG_NAME, "td")[0].text: r.text
         for r in browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]
@@ -94,6 +102,6 @@ def test_login_shows_the_service_health_then_logout(
     assert "ops1 (ops)" in browser.page_source
 
     browser.find_element(By.XPATH, "//button[text()='Log out']").click()
-    assert browser.current_url.endswith("/login")
+    wait(browser).until(lambda b: b.current_url.endswith("/login"))
     browser.get(ivr_service.web_url)
     assert browser.current_url.endswith("/login?next=/")
