@@ -119,7 +119,7 @@ class Service:
 def serve(settings: Settings) -> int:
     try:
         service = Service(settings)
-    except (ServiceError, DialPlanError) as exc:
+    except (ServiceError, DialPlanError, NotImplementedError) as exc:
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
