@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 PROMPT = r"^(asterisk:)?[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"
 VAR = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-KEYS = "0123456789*#"
+KEYS = "0123456789*#"  # every key a caller can press
 
 Name = Annotated[str, Field(pattern=NAME)]
 PromptName = Annotated[str, Field(pattern=PROMPT)]

@@ -78,12 +78,12 @@ from ivr.flows.actions import (
     SayValue,
 )
 from ivr.flows.engine import start, step
+from ivr.flows.nodes import KEYS
 from ivr.flows.plan import DialPlan
 from ivr.flows.source import Path_, Source, load_source
 from ivr.prompts import load_catalog
 
 DEFAULT_CALLER = "+14155550100"
-KEYS = "0123456789*#"
 KINDS = ("customer", "order", "account", "http")
 SCRIPT_KEYS = ("flow", "entry", "caller", "at", "data", "steps", "end")
 STEP_KEYS = ("hear", "press", "say", "confidence", "silence", "hangup", "record")

@@ -36,6 +36,7 @@ from ivr.flows.actions import (
     State,
 )
 from ivr.flows.engine import resume, start, step
+from ivr.flows.nodes import KEYS
 from ivr.flows.plan import DialPlan
 from ivr.prompts import PROMPT_NAME
 from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp, alive
@@ -43,7 +44,6 @@ from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp, alive
 log = logging.getLogger("ivr.call")
 
 STOCK_PREFIX = "asterisk:"
-KEYS = "0123456789*#"
 
 
 def sound_path(prompt: str, language: str) -> str:
