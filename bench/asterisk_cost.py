@@ -15,11 +15,6 @@ CPU is utime + stime from ``/proc/<pid>/stat``, read once AMI has reported the h
 of both halves of every call of the batch; each callee half must have hung up in the
 queue (``ivr-route``, ``queue``). Rounds alternate the order of the two kinds; we take
 the medians.
-
-In ``bench-native-menu`` the DID's pattern ``_X.`` also matches the key followed by
-more digits, so Asterisk routes the key only after its digit timeout (5 s); when
-``dialplan show`` says so, native callers stay that much longer, so that both kinds
-spend HOLD seconds in the queue.
 """
 
 from __future__ import annotations
@@ -48,7 +43,7 @@ SANDBOX = REPO / "docker" / "asterisk" / "sandbox"
 IVR = str(Path(sys.executable).with_name("ivr"))
 DID = "5551001"
 KEY = "1"
-CALLS = 20
+CALLS = 40
 INTERVAL = 0.1  # seconds between two calls of a batch
 WAIT = 1  # seconds before the caller presses KEY
 HOLD = 3  # seconds in the queue
@@ -56,7 +51,6 @@ ROUNDS = 3
 WARM_UP = 2  # IVR calls before the rounds (the service's first call; the sounds)
 IVR_CONTEXT = "ivr-inbound"
 NATIVE = "bench-native-menu"
-DIGIT_TIMEOUT = 5  # Asterisk's default TIMEOUT(digit)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -152,25 +146,8 @@ class Calls:
         self.created.append(event.get("Linkedid", ""))
 
 
-def pattern_matches(extension: str, number: str) -> bool:
-    """Whether a dialplan extension (``1``, ``_X.``, ``_NXX``...) matches `number`."""
-    if not extension.startswith("_"):
-        return extension == number
-    parts = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}
-    regex = "".join(c if c in "[]-" else parts.get(c.upper(), re.escape(c)) for c in extension[1:])
-    return re.fullmatch(regex, number) is not None
-
-
-def routing_delay() -> float:
-    """Seconds the native menu waits after KEY: the digit timeout if the key could go on."""
-    shown = sandbox("cli", f"dialplan show {NATIVE}").stdout
-    extensions = re.findall(r"^\s+'([^']+)' =>", shown, re.MULTILINE)
-    assert KEY in extensions, f"{NATIVE} has no extension {KEY}: {extensions}"
-    return DIGIT_TIMEOUT if any(pattern_matches(e, KEY + "0") for e in extensions) else 0
-
-
 async def batch(
-    manager: Any, calls: Calls, context: str, agi_server: str | None, count: int, hold: float
+    manager: Any, calls: Calls, context: str, agi_server: str | None, count: int
 ) -> None:
     """`count` simulated callers into `context`; returns once all have hung up."""
     answers = []
@@ -178,7 +155,7 @@ async def batch(
         action = simulated_call_action(
             DID,
             press=KEY,
-            hold=hold,
+            hold=HOLD,
             wait=WAIT,
             caller_id=f"+1415555{8000 + i}",
             agi_server=agi_server,
@@ -191,7 +168,7 @@ async def batch(
         final = messages[-1] if isinstance(messages, list) else messages
         assert final.get("Response") == "Success", dict(final)
         ours.add(final["Uniqueid"])  # of the ;1 half: the Linkedid of both halves
-    await asyncio.sleep(WAIT + hold)
+    await asyncio.sleep(WAIT + HOLD)
     async with asyncio.timeout(30):
         while any(len(calls.hangups.get(call, ())) < 2 for call in ours):
             await asyncio.sleep(0.1)
@@ -218,26 +195,23 @@ class Meter:
         self.wall = wall - self.start[1]
 
 
-async def measure(
-    asterisk: int, ami: AmiSettings, service: Service, delay: float
-) -> dict[str, list[float]]:
+async def measure(asterisk: int, ami: AmiSettings, service: Service) -> dict[str, list[float]]:
     """Per round: CPU seconds per call of each kind (idle subtracted), and more."""
     both = (asterisk, service.pid)
     kinds = {
-        "ivr": (IVR_CONTEXT, service.agi_server, HOLD),
-        "native": (NATIVE, None, HOLD + delay),
+        "ivr": (IVR_CONTEXT, service.agi_server),
+        "native": (NATIVE, None),
     }
     found: dict[str, list[float]] = {}
     async with ami_session(ami, events="call") as manager:
         calls = Calls(manager)
-        await batch(manager, calls, *kinds["ivr"][:2], WARM_UP, HOLD)
+        await batch(manager, calls, *kinds["ivr"], WARM_UP)
         first = len(calls.created)
         for r in range(ROUNDS):
             seen: dict[str, Meter] = {}
             for kind in ("ivr", "native") if r % 2 == 0 else ("native", "ivr"):
-                context, agi_server, hold = kinds[kind]
                 with Meter(*both) as seen[kind]:
-                    await batch(manager, calls, context, agi_server, CALLS, hold)
+                    await batch(manager, calls, *kinds[kind], CALLS)
             with Meter(*both) as idle:
                 await asyncio.sleep((seen["ivr"].wall + seen["native"].wall) / 2)
             rate = [c / idle.wall for c in idle.cpu]  # CPU seconds a second, each process
@@ -267,11 +241,10 @@ def run() -> None:
         print(f"asterisk_cost: skipped, {ready}")
         return
     asterisk, ami = ready
-    delay = routing_delay()
     with tempfile.TemporaryDirectory(prefix="bench-asterisk-") as tmp:
         service = Service(Path(tmp))
         try:
-            found = asyncio.run(measure(asterisk, ami, service, delay))
+            found = asyncio.run(measure(asterisk, ami, service))
         finally:
             code = service.stop()
         assert code == 0, f"ivr serve exited with {code}:\n{service.log.read_text()}"
@@ -281,11 +254,6 @@ def run() -> None:
         f"asterisk_cost: {CALLS} calls a batch, one every {INTERVAL} s, each pressing {KEY} "
         f"after {WAIT} s and staying {HOLD} s in the queue; {ROUNDS} alternating rounds"
     )
-    if delay:
-        print(
-            f"  ({NATIVE} routes the key only after the {delay:.0f} s digit timeout: "
-            f"`_X.` matches {KEY} + more digits; its callers stay {delay:.0f} s longer)"
-        )
     print(f"  IVR (Asterisk + ivr serve)   {ivr:6.1f} ms CPU per call")
     print(f"    Asterisk                   {med['ivr_asterisk'] * 1000:6.1f} ms")
     print(f"    ivr serve                  {med['ivr_service'] * 1000:6.1f} ms")

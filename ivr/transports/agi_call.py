@@ -1,7 +1,7 @@
 """Runs one call's flow over AGI: engine actions become AGI commands.
 
-Routing is handed back to the Asterisk dialplan: we SET VARIABLE ``IVR_ROUTE``
-(queue, transfer or hangup) and its arguments, then end the AGI session, and the
+Routing is handed back to the Asterisk dialplan: we set ``IVR_ROUTE`` (queue,
+transfer or hangup) and its arguments, then end the AGI session, and the
 ``ivr-route`` context carries the call out. If our code fails, the call is routed
 to the safe queue; if even that fails, the dialplan's own fallback takes it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
@@ -17,7 +18,8 @@ from decimal import Decimal, InvalidOperation
 from time import monotonic as time_now
 from typing import Any
 
-from cti.store.calls import CallLog
+from cti.store.calls import CallLog, IvrPart
+from cti.store.models import utcnow
 from ivr.flows.actions import (
     Hangup,
     Journey,
@@ -44,6 +46,7 @@ from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp, alive
 log = logging.getLogger("ivr.call")
 
 STOCK_PREFIX = "asterisk:"
+ROUTE_VALUE = re.compile(r"[A-Za-z0-9_+.-]*")
 
 
 def sound_path(prompt: str, language: str) -> str:
@@ -57,7 +60,7 @@ def sound_path(prompt: str, language: str) -> str:
 def entry_of(headers: dict[str, str]) -> str:
     """``agi://host/inbound,<DID>`` selects by DID; ``agi://host/<entry>`` by name.
 
-    Process AGI (``AGI(ivr-agi,<entry>)``) names the entry in its first argument.
+    Process AGI (``AGI(ivr-agi,<entry>,...)``) names the entry in its first argument.
     """
     script = headers.get("agi_network_script", "").strip("/")
     if script in ("inbound", ""):
@@ -132,6 +135,7 @@ class AgiCall:
         self.safe_queue = safe_queue
         self.parked = parked
         self.id = uuid.uuid4().hex
+        self.part = IvrPart(self.id)
         self.state: State | None = None
         self.extra = {"call_id": self.id}
 
@@ -139,39 +143,42 @@ class AgiCall:
         resuming = self.request.headers.get("agi_network_script", "").strip("/") == "resume"
         try:
             outcome, route = await (self._resume() if resuming else self._start())
-            await self._store(self.calls.finish, self.id, outcome, route, outcome == "contained")
+            await self._save(outcome, route, ended=outcome == "contained")
         except CallerHungUp as exc:
             log.info("caller hung up", extra={**self.extra, "how": str(exc)})
-            await self._caller_left(str(exc))
-            await self._store(self.calls.finish, self.id, "abandoned_ivr", None, True)
+            self._caller_left(str(exc))
+            await self._save("abandoned_ivr", None, ended=True)
         except Exception as exc:
             log.exception("call failed; routing to the safe queue", extra=self.extra)
             node = getattr(exc, "node", None) or (self.state.node if self.state else None)
-            await self._journey("error", node, {"reason": type(exc).__name__, "detail": str(exc)})
-            await self._fail_safe()
+            self.part.note("error", node, {"reason": type(exc).__name__, "detail": str(exc)})
+            await self._save("failed", await self._fail_safe(), ended=False)
 
     async def _start(self) -> tuple[str, str | None]:
         headers = self.request.headers
         entry = entry_of(headers)
         found = self.plan.flow_for(entry)
         caller = headers.get("agi_callerid", "")
-        await self._store(
-            self.calls.start,
-            self.id,
-            channel=headers.get("agi_channel"),
-            entry=entry,
-            did=headers.get("agi_arg_1") or headers.get("agi_extension"),
-            caller_number=caller,
-            flow=found[0] if found else None,
-            flow_version=self.plan.versions.get(found[0]) if found else None,
-        )
+        self.part.fields = {
+            "started_at": utcnow(),
+            "channel": headers.get("agi_channel"),
+            "entry": entry,
+            "did": headers.get("agi_arg_1") or headers.get("agi_extension"),
+            "caller_number": caller,
+            "flow": found[0] if found else None,
+            "flow_version": self.plan.versions.get(found[0]) if found else None,
+        }
         log.info("call started", extra={**self.extra, "entry": entry})
         await self.request.send("ANSWER")
         await self.request.send(f"SET VARIABLE IVR_CALL_ID {self.id}")
-        linkedid = await self.request.send("GET VARIABLE CHANNEL(linkedid)")
-        await self._store(self.calls.start, self.id, linkedid=linkedid.data or None)
+        # Our dialplan passes the Linkedid as the second argument; ask for it otherwise.
+        linkedid = (
+            headers.get("agi_arg_2")
+            or (await self.request.send("GET VARIABLE CHANNEL(linkedid)")).data
+        )
+        self.part.fields["linkedid"] = linkedid or None
         if found is None:
-            await self._journey("error", None, {"reason": f"no flow for entry {entry!r}"})
+            self.part.note("error", None, {"reason": f"no flow for entry {entry!r}"})
             return await self._route(Route("fallback"))
         self.state = start(
             self.plan,
@@ -185,11 +192,12 @@ class AgiCall:
     async def _resume(self) -> tuple[str, str | None]:
         headers = self.request.headers
         self.id = headers.get("agi_arg_1", "")
+        self.part = IvrPart(self.id)
         self.extra = {"call_id": self.id}
         parked = self.parked.take(self.id) if self.parked else None
         log.info("call back from its queue", extra={**self.extra, "why": headers.get("agi_arg_2")})
         if parked is None:
-            await self._journey("error", None, {"reason": "no parked call to resume"})
+            self.part.note("error", None, {"reason": "no parked call to resume"})
             return await self._route(Route("fallback"))
         self.plan, self.state = parked
         return await self._run_flow(
@@ -206,7 +214,7 @@ class AgiCall:
             self.state, given = state, None
             for action in actions:
                 if isinstance(action, Journey):
-                    await self._journey(action.kind, action.node, action.data)
+                    self.part.note(action.kind, action.node, action.data)
                 elif isinstance(action, Play):
                     await self._play(action.parts, action.language, "")
                 elif isinstance(action, Listen):
@@ -228,13 +236,13 @@ class AgiCall:
                 raise AgiError(f"flow stopped at {state.node} without a route")
             actions, state = step(self.plan, state, given, self._now())
 
-    async def _caller_left(self, how: str) -> None:
+    def _caller_left(self, how: str) -> None:
         """Let the engine record where the caller left, then note how."""
         if self.state is not None and not self.state.done:
             actions, self.state = step(self.plan, self.state, Result("hangup"), self._now())
             for action in actions:
                 if isinstance(action, Journey):
-                    await self._journey(action.kind, action.node, {**action.data, "how": how})
+                    self.part.note(action.kind, action.node, {**action.data, "how": how})
 
     async def _play(self, parts: tuple[Part, ...], language: str, escape: str) -> str:
         """Play parts in order; the key that interrupted them, or ''."""
@@ -299,28 +307,29 @@ class AgiCall:
             }
         elif route.kind == "transfer":
             variables["IVR_TRANSFER"] = route.target
-        for name, value in variables.items():
-            await self.request.send(f'SET VARIABLE {name} "{value}"')
+        # One MSet instead of a SET VARIABLE each: every AGI command costs Asterisk and us
+        # a round trip. MSet splits on commas and strips quotes, so values must be plain.
+        if not all(ROUTE_VALUE.fullmatch(value) for value in variables.values()):
+            raise AgiError(f"route value unsafe for MSet: {variables}")
+        pairs = ",".join(f"{name}={value}" for name, value in variables.items())
+        await self._check((await self.request.send(f'EXEC MSet "{pairs}"')).value, "EXEC MSet")
         return "routed", f"{route.kind}:{route.target}"
 
-    async def _fail_safe(self) -> None:
+    async def _fail_safe(self) -> str | None:
         """Route to the safe queue if the channel still answers; else the dialplan's fallback."""
         try:
             async with asyncio.timeout(5):
-                _outcome, route = await self._route(Route("fallback"))
-            await self._store(self.calls.finish, self.id, "failed", route, False)
+                return (await self._route(Route("fallback")))[1]
         except Exception:
             log.warning(
                 "could not set the safe route; dialplan fallback takes the call", extra=self.extra
             )
-            await self._store(self.calls.finish, self.id, "failed", None, False)
+            return None
 
-    async def _journey(self, kind: str, node: str | None, data: dict[str, Any]) -> None:
-        await self._store(self.calls.journey, self.id, kind, node, data)
-
-    async def _store(self, write: Callable[..., None], *args: Any, **fields: Any) -> None:
-        """Write in a worker thread; a database fault is logged and never breaks the call."""
+    async def _save(self, outcome: str, route: str | None, ended: bool) -> None:
+        """Write this IVR part in a worker thread; a database fault is logged and never
+        breaks the call."""
         try:
-            await asyncio.to_thread(write, *args, **fields)
+            await asyncio.to_thread(self.calls.save, self.part, outcome, route, ended)
         except Exception:
             log.exception("could not record the call", extra=self.extra)

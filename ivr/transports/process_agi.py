@@ -6,7 +6,7 @@ call runner as FastAGI. Each call is a new process that loads the dial plan, so
 FastAGI (one long-running service, hot reload, no start-up cost per call) is the
 better choice wherever the service can run beside Asterisk.
 
-Dialplan: ``AGI(ivr-agi,<entry or DID>,<config file>)``.
+Dialplan: ``AGI(ivr-agi,<entry or DID>,${CHANNEL(linkedid)},<config file>)``.
 """
 
 from __future__ import annotations
@@ -64,8 +64,9 @@ class Pyst2Request:
 
 
 def main() -> int:
-    """The ``ivr-agi`` script: arguments are the entry and, optionally, the config file."""
-    config = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+    """The ``ivr-agi`` script: arguments are the entry, the Linkedid and, optionally, the
+    config file."""
+    config = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
     try:
         settings = load_settings(config)
     except ConfigError as exc:
