@@ -87,6 +87,7 @@ class Service:
             **os.environ,
             "IVR_AGI__PORT": "0",
             "IVR_WEB__PORT": "0",
+            "IVR_SPEECH__PORT": "0",
             "IVR_AMI__ENABLED": "false",
             "IVR_DATABASE__URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
             "IVR_PATHS__DIALPLANS": str(REPO / "dialplans"),

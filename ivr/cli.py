@@ -161,6 +161,31 @@ def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speech_models(settings: Settings, _args: argparse.Namespace) -> int:
+    from ivr.speech.models import format_models, list_models
+
+    speech = settings.speech
+    print(format_models(list_models(speech.model_dir, speech.models)))
+    engine = speech.engine
+    if engine == "auto":
+        engine = "vosk" if speech.models else "pocketsphinx (built-in English)"
+    print(f"engine: {engine}", file=sys.stderr)
+    return 0
+
+
+def cmd_speech_install(settings: Settings, args: argparse.Namespace) -> int:
+    from ivr.speech.models import ModelError, install
+
+    try:
+        path = install(args.source, settings.speech.model_dir, sha256=args.sha256)
+    except ModelError as exc:
+        print(f"ivr speech install: {exc}", file=sys.stderr)
+        return 1
+    print(f"installed {path}")
+    print(f"use it: speech.models.<language>: {path.name}  (e.g. IVR_SPEECH__MODELS__EN)")
+    return 0
+
+
 def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> int:
     """Print the effective configuration; secrets show as stars."""
     import yaml
@@ -252,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--lang", action="append", help="only this language (repeatable)")
     build.add_argument("--force", action="store_true", help="rebuild existing files too")
+
+    speech = group("speech", "Manage speech recognition models.")
+    command(speech, "models", cmd_speech_models, "List installed and configured vosk models.")
+    install = command(
+        speech, "install", cmd_speech_install, "Unpack a vosk model zip into speech.model_dir."
+    )
+    install.add_argument("source", metavar="PATH_OR_URL", help="a model .zip file or http(s) URL")
+    install.add_argument("--sha256", help="refuse the file unless its SHA-256 is this")
 
     config = group("config", "Check the configuration.")
     command(

@@ -82,6 +82,22 @@ class PathSettings(_Section):
     spool: Path = Path("var/spool")
 
 
+class SpeechSettings(_Section):
+    """Speech recognition for menus that listen for words (see docs/dialplans.md)."""
+
+    engine: Literal["auto", "vosk", "pocketsphinx"] = Field(
+        "auto", description="auto: vosk where a model is configured, else pocketsphinx."
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Vosk model per language: a folder, or a name under model_dir.",
+    )
+    model_dir: Path = Field(Path("var/speech-models"), description="Where models install.")
+    host: str = Field("127.0.0.1", description="AudioSocket listener Asterisk streams to.")
+    port: int = Field(4574, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="Recogniser processes (one model each).")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -95,6 +111,7 @@ class Settings(_Section):
     web: WebSettings = Field(default_factory=WebSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 PROMPT_NAME = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+STOCK_PREFIX = "asterisk:"  # a prompt named asterisk:<name> is one of Asterisk's own sounds
 LANG_CODE = re.compile(r"[A-Za-z0-9_-]+")
 CATALOG_FILE = "catalog.yaml"
 # espeak-ng voice per language code; other languages use the code itself.

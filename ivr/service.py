@@ -1,4 +1,5 @@
-"""`ivr serve`: the FastAGI server, the AMI bridge and the web app in one process.
+"""`ivr serve`: the FastAGI server, the AudioSocket listener and its recogniser
+processes, the AMI bridge and the web app.
 
 SIGINT or SIGTERM stops new calls at once and lets calls in progress finish
 (up to ``agi.drain_timeout`` seconds) before the process exits.
@@ -25,7 +26,11 @@ from cti.web.app import create_app
 from ivr.config import Settings
 from ivr.flows.plan import DialPlanError
 from ivr.flows.reload import LivePlan
+from ivr.speech.models import resolve_model
+from ivr.speech.workers import SpeechWorkers
 from ivr.transports.agi_call import AgiCall, ParkedCalls
+from ivr.transports.agi_speech import SpeechListener
+from ivr.transports.audiosocket import AudioSocketServer
 from ivr.transports.fastagi import AgiRequest, FastAgiServer
 
 log = logging.getLogger("ivr.service")
@@ -56,6 +61,14 @@ class Service:
         self.bus = make_bus(settings.bus.backend)
         agi = settings.agi
         self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
+        speech = settings.speech
+        self.audiosocket = AudioSocketServer(speech.host, speech.port, agi.allow)
+        models = {
+            language: str(resolve_model(value, speech.model_dir))
+            for language, value in speech.models.items()
+        }
+        self.recognisers = SpeechWorkers(speech.engine, models, speech.workers)
+        self.speech = SpeechListener(self.audiosocket, self.recognisers, settings.paths.prompts)
         self.ami = AmiBridge(settings.ami, self.bus) if settings.ami.enabled else None
         app = create_app(self.sessions, settings.session_key(), self.health)
         self.web = create_server(
@@ -71,19 +84,24 @@ class Service:
             self.directory.lookup,
             self.settings.agi.safe_queue,
             self.parked,
+            self.speech,
         )
         await call.run()
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {
             "fastagi": {"status": "ok", "calls": len(self.agi.calls)},
+            "speech": self.recognisers.health(),
             "ami": self.ami.health() if self.ami else {"status": "disabled"},
             "bus": self.bus.health(),
         }
 
     def addresses(self) -> dict[str, str]:
         """Where each part listens; printed at start, the web app last."""
-        found = {"fastagi": f"agi://{self.settings.agi.host}:{self.agi.port}/inbound"}
+        found = {
+            "fastagi": f"agi://{self.settings.agi.host}:{self.agi.port}/inbound",
+            "audiosocket": self.audiosocket.address,
+        }
         if self.ami:
             found["ami"] = f"{self.ami.address} (client)"
         found["web"] = f"http://{self.web.effective_host}:{self.web.effective_port}/"  # type: ignore[union-attr]
@@ -94,11 +112,14 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         await self.agi.start()
+        await self.audiosocket.start()
+        await self.recognisers.start()
         watcher = asyncio.create_task(self.plan.watch())
         if self.ami:
             await self.ami.start()
         web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
         web_thread.start()
+        await self.recognisers.wait_ready()  # until then, menus that listen take keys
         for name, address in self.addresses().items():
             print(f"{name:8} {address}", flush=True)
         log.info("service ready", extra=self.addresses())
@@ -106,6 +127,8 @@ class Service:
         log.info("stopping: refusing new calls, letting calls in progress finish")
         watcher.cancel()
         await self.agi.stop(self.settings.agi.drain_timeout)
+        await self.audiosocket.stop()
+        await self.recognisers.stop()
         if self.ami:
             await self.ami.stop()
         self.web.close()

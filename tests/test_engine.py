@@ -186,6 +186,20 @@ def test_low_confidence_is_a_nomatch(menu: DialPlan) -> None:
     assert journeys(actions) == [("nomatch", "menu")] and state.nomatch == 1
 
 
+@pytest.mark.parametrize(
+    ("confidence", "band", "result"),
+    [(0.9, "accept", "match"), (0.6, "confirm", "confirm"), (0.2, "reject", "nomatch")],
+)
+def test_spoken_answers_record_utterance_confidence_band_and_latency(
+    menu: DialPlan, confidence: float, band: str, result: str
+) -> None:
+    heard = Result("input", "speech", "my bill", confidence, latency_ms=180)
+    actions, _ = run(menu, heard)
+    event = next(a for a in actions if isinstance(a, Journey) and a.kind == result)
+    assert event.data["utterance"] == "my bill" and event.data["confidence"] == confidence
+    assert event.data["band"] == band and event.data["latency_ms"] == 180
+
+
 def test_speech_failures_switch_the_menu_to_keys_only(menu: DialPlan) -> None:
     actions, state = run(menu, speech("pizza"), speech("weather"))
     final = actions[-1]

@@ -26,5 +26,5 @@ def test_debug_logs_of_a_full_call_never_show_a_secret(
     assert "AMI logged_in" in log and "call started" in log  # the log did cover the call
     for name, value in secrets.items():
         assert value not in log, name
-    assert set(service.addresses) == {"fastagi", "web", "ami"}
+    assert set(service.addresses) == {"fastagi", "audiosocket", "web", "ami"}
     assert service.addresses["web"].startswith("http://127.0.0.1:")

@@ -129,6 +129,7 @@ class Result:
     mode: Literal["dtmf", "speech"] = "dtmf"
     value: str = ""
     confidence: float = 1.0
+    latency_ms: int | None = None  # speech: from the end of the caller's words to the result
 
 
 @dataclass(frozen=True)

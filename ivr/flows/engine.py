@@ -198,7 +198,11 @@ class _Run:
 
     def heard(self, given: Result, state: State, result: str, **more: Any) -> None:
         """The journey of one answer: what was asked, what came back, the result, the time."""
-        said = {"utterance": given.value} if given.mode == "speech" else {}
+        said = (
+            {"utterance": given.value, **self.band(state, given)} if given.mode == "speech" else {}
+        )
+        if given.latency_ms is not None:
+            said["latency_ms"] = given.latency_ms
         self.journey(
             result,
             state,
@@ -210,6 +214,16 @@ class _Run:
             ms=self.took(state),
             **more,
         )
+
+    def band(self, state: State, given: Result) -> dict[str, str]:
+        """Where a spoken answer's confidence falls in its menu's bands."""
+        menu = self.flow(state).nodes.get(state.node)
+        speech = getattr(menu, "speech", None)
+        if speech is None:
+            return {}
+        if given.confidence < speech.reject:
+            return {"band": "reject"}
+        return {"band": "confirm" if given.confidence < speech.accept else "accept"}
 
     def ask(self, state: State, action: Listen | Record, prompt: list) -> tuple[State, bool]:
         """Emit a waiting action; the state remembers what was asked, for the journey."""

@@ -324,7 +324,7 @@ def _missing_prompts(
         ((*base, "nodes", node_name, *path), name)
         for node_name, node in flow.nodes.items()
         for path, name in prompts_of(node)
-        if not name.startswith("asterisk:")
+        if not name.startswith(prompts.STOCK_PREFIX)
     ]
     for lang in sorted(languages):
         if lang not in catalogs:

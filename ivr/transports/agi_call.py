@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from time import monotonic as time_now
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cti.store.calls import CallLog, IvrPart
 from cti.store.models import utcnow
@@ -40,12 +40,14 @@ from ivr.flows.actions import (
 from ivr.flows.engine import resume, start, step
 from ivr.flows.nodes import KEYS
 from ivr.flows.plan import DialPlan
-from ivr.prompts import PROMPT_NAME
+from ivr.prompts import PROMPT_NAME, STOCK_PREFIX
 from ivr.transports.fastagi import AgiError, AgiRequest, CallerHungUp, alive
+
+if TYPE_CHECKING:  # process AGI runs without the speech packages
+    from ivr.transports.agi_speech import SpeechListener
 
 log = logging.getLogger("ivr.call")
 
-STOCK_PREFIX = "asterisk:"
 ROUTE_VALUE = re.compile(r"[A-Za-z0-9_+.-]*")
 
 
@@ -127,6 +129,7 @@ class AgiCall:
         lookup: Callable[[Lookup], LookupResult],
         safe_queue: str,
         parked: ParkedCalls | None = None,
+        speech: SpeechListener | None = None,
     ) -> None:
         self.request = request
         self.plan = plan  # the call keeps the plan it started with
@@ -134,6 +137,7 @@ class AgiCall:
         self.lookup = lookup
         self.safe_queue = safe_queue
         self.parked = parked
+        self.speech = speech
         self.id = uuid.uuid4().hex
         self.part = IvrPart(self.id)
         self.state: State | None = None
@@ -261,7 +265,18 @@ class AgiCall:
         return ""
 
     async def _listen(self, action: Listen) -> Result:
-        digits = await self._play(action.parts, action.language, KEYS if action.barge_in else "")
+        escape = KEYS if action.barge_in else ""
+        if action.phrases:
+            if self.speech is None:  # process AGI: no AudioSocket listener
+                return Result("error", "speech", "speech recognition needs the FastAGI service")
+            heard = await self.speech.listen(
+                self.request, action, lambda: self._play(action.parts, action.language, escape)
+            )
+            if heard.mode == "speech" or heard.status != "input":
+                return heard
+            digits = heard.value  # a key instead of words: more keys may follow
+        else:
+            digits = await self._play(action.parts, action.language, escape)
         wait = action.timeout
         while len(digits) < action.max_digits and not (
             action.terminator and digits.endswith(action.terminator)

@@ -42,6 +42,7 @@ class ServiceProcess:
             "IVR_DATABASE__URL": self.db_url,
             "IVR_AGI__PORT": "0",
             "IVR_WEB__PORT": "0",
+            "IVR_SPEECH__PORT": "0",
             "IVR_PATHS__DIALPLANS": str(REPO / "dialplans"),
             "IVR_PATHS__PROMPTS": str(REPO / "prompts"),
             **env,

@@ -1,0 +1,1 @@
+"""Grammar-constrained speech recognition for IVR menus: backends, resampling, endpointing."""

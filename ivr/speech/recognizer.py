@@ -1,0 +1,193 @@
+"""The speech-recognition interface every backend implements, and the pieces they share.
+
+Telephone audio is signed 16-bit little-endian mono PCM at 8 kHz. Both engines we ship
+were trained on 16 kHz audio, so a recognizer upsamples what it is fed; it recognises
+only the phrases of the menu it was made for (a grammar), which is what makes small
+models fast and accurate enough for an IVR.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soxr
+
+TELEPHONE_RATE = 8000
+MODEL_RATE = 16000
+# Files every vosk model folder has (what the vosk library opens first).
+VOSK_MODEL_FILES = ("am/final.mdl", "conf/model.conf")
+ENGINES = ("auto", "vosk", "pocketsphinx")
+
+_PUNCTUATION = re.compile(r"[^\w\s']|_")
+
+
+class SpeechError(Exception):
+    """A recognizer cannot be made or run; the message is for the operator, one line."""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What was heard: a phrase of the grammar (normalised), or "" when none was."""
+
+    text: str
+    confidence: float
+    partial: bool = False
+
+
+class Recognizer(Protocol):
+    """One utterance: fed audio as it arrives, asked for the result once at the end."""
+
+    def accept(self, pcm: bytes) -> Hypothesis | None:
+        """Decode 8 kHz PCM; a partial Hypothesis when the partial text changed."""
+        ...
+
+    def final(self) -> Hypothesis:
+        """End the utterance; the result with confidence 0..1 (idempotent)."""
+        ...
+
+    def close(self) -> None:
+        """Abandon the utterance without a result (hang-up), freeing what it holds."""
+        ...
+
+
+class Backend(Protocol):
+    """An engine with its models; makes one Recognizer per utterance."""
+
+    name: str
+
+    def languages(self) -> set[str]:
+        """Language codes this backend has a model for."""
+        ...
+
+    def recognizer(self, phrases: Sequence[str], language: str) -> Recognizer:
+        """A recognizer for one utterance limited to ``phrases``; SpeechError if it can't."""
+        ...
+
+    def load(self) -> None:
+        """Load every model now, so that the first call does not wait for it."""
+        ...
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation (but apostrophes) dropped, single spaces: how phrases compare."""
+    text = text.replace("\u2019", "'").lower()
+    return " ".join(_PUNCTUATION.sub(" ", text).split())
+
+
+def grammar_phrases(phrases: Iterable[str]) -> list[str]:
+    """The phrases normalised, empty ones and repeats dropped, first-seen order kept."""
+    return list(dict.fromkeys(p for p in map(normalise, phrases) if p))
+
+
+class Resampler:
+    """8 kHz to 16 kHz across chunk boundaries: one soxr stream per utterance.
+
+    Resampling each 20 ms chunk on its own would restart the filter at every boundary
+    (a click every 20 ms that the acoustic model hears as noise). soxr's VHQ stream has
+    the least delay of its band-limited qualities (42 ms, against 74 ms for HQ) but
+    releases audio in blocks of ~95 ms, so ``flush`` must be called at the end of the
+    utterance or its last ~100 ms would never reach the decoder. (The QQ quality has no
+    blocks, but its images above 4 kHz cost pocketsphinx most of its digits.)
+    """
+
+    def __init__(
+        self, in_rate: int = TELEPHONE_RATE, out_rate: int = MODEL_RATE, quality: str = "VHQ"
+    ) -> None:
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        self._odd = b""  # a trailing half sample from the last chunk
+
+    def process(self, pcm: bytes) -> bytes:
+        """Resample the next chunk; may return b"" while soxr fills its buffer."""
+        data = self._odd + pcm
+        whole = len(data) - len(data) % 2
+        self._odd = data[whole:]
+        if not whole:
+            return b""
+        samples = np.frombuffer(data[:whole], dtype="<i2")
+        return self._stream.resample_chunk(samples).astype("<i2").tobytes()
+
+    def flush(self) -> bytes:
+        """The audio still inside the filter; call once, at the end of the utterance."""
+        out = self._stream.resample_chunk(np.zeros(0, dtype="<i2"), last=True)
+        return out.astype("<i2").tobytes()
+
+
+def upsample(pcm8k: bytes) -> bytes:
+    """A whole 8 kHz buffer at 16 kHz (for one-off use; streams use a Resampler)."""
+    stream = Resampler()
+    return stream.process(pcm8k) + stream.flush()
+
+
+def check_vosk_model(path: str | os.PathLike[str]) -> Path:
+    """The folder, if it is a vosk model; else SpeechError naming the path and the problem."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise SpeechError(f"vosk model folder {folder} does not exist")
+    if not folder.is_dir():
+        raise SpeechError(f"vosk model {folder} is not a folder")
+    missing = [name for name in VOSK_MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        raise SpeechError(
+            f"{folder} is not a vosk model: {' and '.join(missing)} missing"
+            " (point the setting at the folder that holds am/ and conf/)"
+        )
+    return folder
+
+
+class CombinedBackend:
+    """Vosk for the languages it has a model for, pocketsphinx's built-in English otherwise.
+
+    So an install that only configured a Korean model still has English menus.
+    """
+
+    def __init__(self, primary: Backend, fallback: Backend) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.name = f"{primary.name}+{fallback.name}"
+
+    def languages(self) -> set[str]:
+        return self.primary.languages() | self.fallback.languages()
+
+    def recognizer(self, phrases: Sequence[str], language: str) -> Recognizer:
+        if language in self.primary.languages():
+            return self.primary.recognizer(phrases, language)
+        if language in self.fallback.languages():
+            return self.fallback.recognizer(phrases, language)
+        raise SpeechError(
+            f"no speech model for language {language!r}"
+            f" (have: {', '.join(sorted(self.languages()))})"
+        )
+
+    def load(self) -> None:
+        self.primary.load()
+        self.fallback.load()
+
+
+def make_backend(engine: str, models: Mapping[str, str]) -> Backend:
+    """The backend the settings ask for; SpeechError for an unknown engine or bad model.
+
+    ``models`` maps a language code to a vosk model folder. "auto" means vosk when any
+    model is configured, else pocketsphinx. Model folders are checked here (cheap), but
+    loaded only on first use or ``load()`` (slow: seconds and hundreds of MB).
+    """
+    from ivr.speech.sphinx_backend import SphinxBackend
+
+    if engine not in ENGINES:
+        raise SpeechError(f"unknown speech engine {engine!r} (use one of: {', '.join(ENGINES)})")
+    if engine == "pocketsphinx" or (engine == "auto" and not models):
+        return SphinxBackend()
+    if not models:
+        raise SpeechError("speech engine 'vosk' needs at least one model (language: folder)")
+    from ivr.speech.vosk_backend import VoskBackend
+
+    checked = {language: str(check_vosk_model(path)) for language, path in models.items()}
+    vosk = VoskBackend(checked)
+    if "en" in checked:
+        return vosk
+    return CombinedBackend(vosk, SphinxBackend())
