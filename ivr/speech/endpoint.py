@@ -11,15 +11,17 @@ endings, which are what endpointing is about; the VAD in its STRICT mode missed 
 speech frames in 420. The looser modes catch more speech but call all of the -30 dBFS
 noise speech, and hold "speech" up to 140 ms after a word ends, eating the latency budget.
 
-Two quirks of the VAD are handled here: its decisions in the first ~100 ms of a stream
-are "speech" whatever it hears (its noise model starts empty), so they are ignored
+Two quirks of the VAD are handled here: on a noisy line its first 80-100 ms of
+decisions are "speech" (its noise model has not adapted yet), so they are ignored
 (``warmup_ms``); and a single frame can flip on a click, so speech only starts after
 ``start_ms`` of speech frames in a row.
 
 The endpoint rule: after at least ``min_speech_ms`` of speech, the utterance ends at
 ``trailing_ms`` of non-speech; when the caller of ``feed`` says the latest partial
 result is already a whole phrase (``complete=True``) only ``complete_trailing_ms`` is
-needed, because nothing the caller could add would change the answer. A shorter burst
+needed: the answer is there, and the long wait is only for callers who pause inside a
+phrase (a menu where one phrase begins another, "billing" and "billing address", may
+then end early on the shorter one). A shorter burst
 followed by silence (a cough, a click) is forgotten; ``no_input_ms`` without speech ends
 the listen as no input and ``max_speech_ms`` of speech ends it regardless.
 """
@@ -32,7 +34,6 @@ import pocketsphinx
 
 RATE = 8000
 FRAME_MS = 10
-BYTES_PER_MS = RATE * 2 // 1000
 
 
 class Event(StrEnum):

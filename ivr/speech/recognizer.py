@@ -1,9 +1,10 @@
 """The speech-recognition interface every backend implements, and the pieces they share.
 
-Telephone audio is signed 16-bit little-endian mono PCM at 8 kHz. Both engines we ship
-were trained on 16 kHz audio, so a recognizer upsamples what it is fed; it recognises
-only the phrases of the menu it was made for (a grammar), which is what makes small
-models fast and accurate enough for an IVR.
+Telephone audio is signed 16-bit little-endian mono PCM at 8 kHz. pocketsphinx's model
+and most vosk models were trained on 16 kHz audio, so a recognizer upsamples what it is
+fed (an 8 kHz vosk model gets it as is); it recognises only the phrases of the menu it
+was made for (a grammar), which is what makes small models fast and accurate enough
+for an IVR.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 import soxr
+
+from ivr.speech.endpoint import Endpointer
 
 TELEPHONE_RATE = 8000
 MODEL_RATE = 16000
@@ -116,6 +119,30 @@ class Resampler:
         """The audio still inside the filter; call once, at the end of the utterance."""
         out = self._stream.resample_chunk(np.zeros(0, dtype="<i2"), last=True)
         return out.astype("<i2").tobytes()
+
+
+class VoiceGate:
+    """Whether an utterance holds any speech at all, by the endpointer's VAD.
+
+    Grammar decoding forces the audio onto the menu: on digital silence pocketsphinx
+    answers "eight" (19 times in 20), and on -50 dBFS noise "two" or "eight" one time in
+    five, with high confidence. A recognizer whose audio never had ``start_ms`` of
+    speech answers nothing instead, and shows no partials before speech starts.
+    """
+
+    def __init__(self) -> None:
+        never = 1 << 62  # only the start of speech matters here
+        self._endpointer = Endpointer(no_input_ms=never, max_speech_ms=never)
+
+    @property
+    def heard(self) -> bool:
+        return self._endpointer.speech_started
+
+    def feed(self, pcm: bytes) -> bool:
+        """Classify 8 kHz PCM (until speech is heard); whether speech has been heard."""
+        if not self._endpointer.speech_started:
+            self._endpointer.feed(pcm)
+        return self._endpointer.speech_started
 
 
 def upsample(pcm8k: bytes) -> bytes:

@@ -4,7 +4,7 @@ Sharing: a pocketsphinx ``Decoder`` decodes one utterance at a time (``start_utt
 ``end_utt`` on internal state), so concurrent calls cannot share one. What is shared is
 what is expensive: the 130,000-word CMU dictionary is loaded once per process into a
 *lexicon* decoder that is only used to look words up; the decoders that do the work are
-made with an empty dictionary (15 ms and ~6 MB each instead of 170 ms and ~29 MB) and
+made with an empty dictionary (15 ms and ~5.5 MB each instead of 170 ms and ~29 MB) and
 are given just the words of each menu. They live in a pool: a recognizer borrows one
 for its utterance and ``final()`` gives it back, so a process makes only as many as it
 has utterances at once, and a new menu costs only a JSGF grammar (~0.1 ms).
@@ -26,7 +26,13 @@ from collections.abc import Sequence
 
 import pocketsphinx
 
-from ivr.speech.recognizer import Hypothesis, Resampler, SpeechError, grammar_phrases
+from ivr.speech.recognizer import (
+    Hypothesis,
+    Resampler,
+    SpeechError,
+    VoiceGate,
+    grammar_phrases,
+)
 
 log = logging.getLogger("ivr.speech")
 
@@ -36,7 +42,7 @@ MAX_IDLE = 32  # decoders kept for reuse; more are made when more utterances run
 # Cepstral mean of 8 kHz telephone speech upsampled (soxr VHQ) to 16 kHz: pocketsphinx's
 # own live estimate after decoding Asterisk's 38 conf-*.wav prompts (185 s, voice
 # "Allison"; none of them is used by the tests or the benchmark).
-TELEPHONE_CMN = "44.25,30.41,-25.75,36.07,-17.32,0.42,6.23,-17.94,19.62,-14.36,-6.07,4.93,-14.14"
+TELEPHONE_CMN = "44.44,30.65,-26.05,35.97,-17.35,0.38,6.45,-18.33,19.87,-14.11,-6.14,5.43,-14.41"
 
 
 def _model_dir() -> str:
@@ -111,6 +117,7 @@ class SphinxRecognizer:
     def __init__(self, phrases: Sequence[str], pronunciations: dict[str, list[str]]) -> None:
         self.phrases = set(phrases)
         self._resampler = Resampler()
+        self._voice = VoiceGate()
         self._partial = ""
         self._result: Hypothesis | None = None
         self._decoder: pocketsphinx.Decoder | None = _shared.borrow()
@@ -131,10 +138,13 @@ class SphinxRecognizer:
     def accept(self, pcm: bytes) -> Hypothesis | None:
         if self._decoder is None:
             return None
+        speech = self._voice.feed(pcm)
         audio = self._resampler.process(pcm)
         if not audio:
             return None
         self._decoder.process_raw(audio)
+        if not speech:
+            return None
         hyp = self._decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
         if text == self._partial:
@@ -181,7 +191,7 @@ class SphinxRecognizer:
         """
         hyp = decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
-        if text not in self.phrases:
+        if text not in self.phrases or not self._voice.heard:
             return Hypothesis("", 0.0)
         words = set(text.split())
         probs = [

@@ -26,6 +26,7 @@ from ivr.speech.recognizer import (
     Hypothesis,
     Resampler,
     SpeechError,
+    VoiceGate,
     grammar_phrases,
     normalise,
 )
@@ -83,6 +84,7 @@ class VoskRecognizer:
         self._resampler = Resampler(TELEPHONE_RATE, rate) if rate != TELEPHONE_RATE else None
         self._kaldi = vosk.KaldiRecognizer(model, rate, json.dumps(grammar, ensure_ascii=False))
         self._kaldi.SetWords(True)  # per-word "conf" in results
+        self._voice = VoiceGate()
         self._segments: list[dict[str, Any]] = []  # results vosk closed itself at a pause
         self._partial = ""
         self._result: Hypothesis | None = None
@@ -96,10 +98,13 @@ class VoskRecognizer:
     def accept(self, pcm: bytes) -> Hypothesis | None:
         if self._result is not None:
             return None
+        speech = self._voice.feed(pcm)
         audio = self._resampler.process(pcm) if self._resampler else pcm
         if not audio:  # inside the resampler still
             return None
         self._feed(audio)
+        if not speech:
+            return None
         partial = json.loads(self._kaldi.PartialResult()).get("partial", "")
         heard = [s.get("text", "") for s in self._segments] + [partial]
         text = _words(" ".join(heard))
@@ -121,7 +126,7 @@ class VoskRecognizer:
             if w.get("word", UNKNOWN) != UNKNOWN
         ]
         text = _words(" ".join(w["word"] for w in words))
-        if text not in self.phrases:
+        if text not in self.phrases or not self._voice.heard:
             # "[unk]" only, nothing, or a sequence of menu words that is not one phrase.
             self._result = Hypothesis("", 0.0)
         else:

@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ivr.speech.endpoint import Endpointer
-from ivr.speech.recognizer import Backend, SpeechError, make_backend
+from ivr.speech.recognizer import Backend, SpeechError, grammar_phrases, make_backend
 
 log = logging.getLogger("ivr.speech")
 
@@ -44,7 +44,7 @@ class Utterance:
         # No input is the service's call: it counts from the end of the prompt.
         self.endpointer = Endpointer(no_input_ms=10**9)
         self.complete = False  # the latest partial is a whole phrase: end sooner
-        self.phrases = {" ".join(p.lower().split()) for p in phrases}
+        self.phrases = set(grammar_phrases(phrases))
         self.started = False
 
     def feed(self, pcm: bytes) -> list[tuple[Any, ...]]:
@@ -96,11 +96,14 @@ def serve(conn: Connection, engine: str, models: dict[str, str]) -> None:
             for event in utterances[sid].feed(message[2]):
                 conn.send((event[0], sid, *event[1:]))
                 if event[0] == "final":
-                    del utterances[sid]
+                    utterances.pop(sid).recognizer.close()
         elif kind == "finish" and sid in utterances:
-            conn.send((lambda e: (e[0], sid, *e[1:]))(utterances.pop(sid).final()))
-        elif kind == "close":
-            utterances.pop(sid, None)
+            utterance = utterances.pop(sid)
+            event = utterance.final()
+            utterance.recognizer.close()
+            conn.send((event[0], sid, *event[1:]))
+        elif kind == "close" and sid in utterances:
+            utterances.pop(sid).recognizer.close()
 
 
 @dataclass
