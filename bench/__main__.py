@@ -1,9 +1,10 @@
 """Benchmarks: `make bench` (python -m bench). Each prints ratios measured side by side."""
 
-from bench import agi_commands, asterisk_cost, engine_steps, fastagi_load, plan_loading
+from bench import agi_commands, asterisk_cost, engine_steps, fastagi_load, plan_loading, speech
 
 agi_commands.run()
 engine_steps.run()
 plan_loading.run()
 fastagi_load.run()
 asterisk_cost.run()
+speech.run()
