@@ -80,3 +80,20 @@ def test_call_places_a_simulated_caller_through_ami(asterisk, tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "calling 5551001: answered"
+
+
+def test_speech_install_then_models_lists_it(tmp_path: Path) -> None:
+    from tests.test_speech_models import make_zip
+
+    archive = make_zip(tmp_path / "model.zip", folder="vosk-model-small-en-us-0.15")
+    installed = run("speech", "install", str(archive), cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    assert (tmp_path / "var/speech-models/vosk-model-small-en-us-0.15/am/final.mdl").is_file()
+    listed = run("speech", "models", cwd=tmp_path).stdout
+    assert "vosk-model-small-en-us-0.15" in listed and "16000" in listed
+    again = run("speech", "install", str(archive), cwd=tmp_path)
+    assert again.returncode == 1 and "already installed" in again.stderr
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip at all")
+    refused = run("speech", "install", str(junk), cwd=tmp_path)
+    assert refused.returncode == 1 and f"not a zip file: {junk}" in refused.stderr
