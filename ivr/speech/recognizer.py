@@ -54,6 +54,11 @@ class Recognizer(Protocol):
         """End the utterance; the result with confidence 0..1 (idempotent)."""
         ...
 
+    def settle(self) -> Hypothesis | None:
+        """The caller paused: push what the decoder still holds back through it now, and
+        return the partial if it changed (so a whole phrase can end the utterance)."""
+        ...
+
     def close(self) -> None:
         """Abandon the utterance without a result (hang-up), freeing what it holds."""
         ...

@@ -170,6 +170,9 @@ class SphinxRecognizer:
         _shared.give_back(decoder)
         return self._result
 
+    def settle(self) -> Hypothesis | None:
+        return None  # its partial already shows a word as soon as the word ends
+
     def close(self) -> None:
         """Abandon the utterance (the caller hung up): the decoder goes back to the pool."""
         decoder, self._decoder = self._decoder, None

@@ -60,6 +60,9 @@ def load_model(path: str) -> vosk.Model:
         return model
 
 
+SETTLE = bytes(TELEPHONE_RATE * 2 * 400 // 1000)  # 400 ms of silence, 8 kHz
+
+
 def model_rate(path: str) -> int:
     """The sample rate the model was trained on (``conf/mfcc.conf``), 16000 if unstated."""
     try:
@@ -105,6 +108,9 @@ class VoskRecognizer:
         self._feed(audio)
         if not speech:
             return None
+        return self._partial_changed()
+
+    def _partial_changed(self) -> Hypothesis | None:
         partial = json.loads(self._kaldi.PartialResult()).get("partial", "")
         heard = [s.get("text", "") for s in self._segments] + [partial]
         text = _words(" ".join(heard))
@@ -112,6 +118,14 @@ class VoskRecognizer:
             return None
         self._partial = text
         return Hypothesis(text, 0.0, partial=True)
+
+    def settle(self) -> Hypothesis | None:
+        # Vosk decodes in chunks: a word shows in the partial only once enough audio
+        # follows it (150-450 ms). Silence fed at once pushes it through now.
+        if self._result is not None:
+            return None
+        self._feed(self._resampler.process(SETTLE) if self._resampler else SETTLE)
+        return self._partial_changed()
 
     def final(self) -> Hypothesis:
         if self._result is not None:

@@ -28,7 +28,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ivr.speech.endpoint import Endpointer
-from ivr.speech.recognizer import Backend, SpeechError, grammar_phrases, make_backend
+from ivr.speech.recognizer import (
+    Backend,
+    Hypothesis,
+    SpeechError,
+    grammar_phrases,
+    make_backend,
+)
 
 log = logging.getLogger("ivr.speech")
 
@@ -46,13 +52,28 @@ class Utterance:
         self.complete = False  # the latest partial is a whole phrase: end sooner
         self.phrases = set(grammar_phrases(phrases))
         self.started = False
+        self.settled = False  # this pause was settled already
+        self.settle_ms = 0.0  # wall time spent settling, part of the latency
+        self.decode_ms = 0.0  # wall time of the final decode
 
     def feed(self, pcm: bytes) -> list[tuple[Any, ...]]:
         """Events this audio causes: ("started",) once, ("final", ...) at the end."""
         events: list[tuple[Any, ...]] = []
-        partial = self.recognizer.accept(pcm)
-        if partial is not None:
-            self.complete = partial.text in self.phrases
+        self._heard(self.recognizer.accept(pcm))
+        endpointer = self.endpointer
+        if endpointer.silence_ms == 0:
+            self.settled = False
+        elif (
+            self.started
+            and not self.complete
+            and not self.settled
+            and endpointer.silence_ms >= endpointer.complete_trailing_ms
+        ):
+            # A pause long enough to end a whole phrase: make the decoder show what it has.
+            self.settled = True
+            began = time.monotonic()
+            self._heard(self.recognizer.settle())
+            self.settle_ms += (time.monotonic() - began) * 1000
         for event in self.endpointer.feed(pcm, complete=self.complete):
             if event == "speech_started" and not self.started:
                 self.started = True
@@ -61,12 +82,16 @@ class Utterance:
                 events.append(self.final())
         return events
 
+    def _heard(self, partial: Hypothesis | None) -> None:
+        if partial is not None:
+            self.complete = partial.text in self.phrases
+
     def final(self) -> tuple[Any, ...]:
         began = time.monotonic()
         heard = self.recognizer.final()
-        decode_ms = (time.monotonic() - began) * 1000
+        self.decode_ms = (time.monotonic() - began) * 1000
         # From the end of speech: the silence the endpointer waited for, then the decode.
-        latency = round(self.endpointer.silence_ms + decode_ms)
+        latency = round(self.endpointer.silence_ms + self.settle_ms + self.decode_ms)
         return ("final", heard.text, heard.confidence, latency)
 
 
