@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from cti.store.models import Call
+from ivr.speech.workers import RESTART_DELAY
 from tests.support.service import ServiceProcess, own_plans
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -224,3 +225,21 @@ def test_vosk_hears_korean_on_a_live_call(
         (asterisk.root / "usr/share/asterisk/sounds" / f"{name}.wav").unlink()
     assert found.route == route, [(e.kind, e.data) for e in found.journey]
     assert heard(found)["utterance"] == words
+
+
+def test_a_bad_model_leaves_menus_on_keys_and_says_why(tmp_path: Path) -> None:
+    """A model folder that is not a vosk model: the service runs, its health says why."""
+    (tmp_path / "not-a-model").mkdir()
+    _plans, env = own_plans(tmp_path)
+    env |= {"IVR_SPEECH__MODELS__EN": str(tmp_path / "not-a-model"), "IVR_SPEECH__WORKERS": "1"}
+    service = ServiceProcess(tmp_path, env).start()
+    try:
+        deadline = time.monotonic() + 10
+        while "recogniser cannot start" not in service.log():
+            assert time.monotonic() < deadline, service.log()
+            time.sleep(0.2)
+        time.sleep(RESTART_DELAY * 2)
+        assert service.log().count("recogniser cannot start") == 1  # no restart loop
+        assert "is not a vosk model" in service.log()
+    finally:
+        assert service.stop() == 0

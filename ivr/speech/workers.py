@@ -273,8 +273,9 @@ class SpeechWorkers:
         return listening
 
     def replace(self, dead: Worker) -> None:
-        """Start a new process in a dead one's place, after a pause."""
-        if self.stopping:
+        """Start a new process in a dead one's place, after a pause; not when recognisers
+        cannot start at all (a bad model): that would only repeat the failure."""
+        if self.stopping or self.broken:
             return
         log.warning(
             "recogniser process ended; starting another",
