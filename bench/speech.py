@@ -4,8 +4,9 @@ Both backends run the service's own path, ``ivr.speech.workers.Utterance``: 8 kH
 20 ms chunks into a recognizer (it upsamples to 16 kHz) and an Endpointer fed the same
 chunks, told ``complete=True`` once the partial result is a whole phrase (after a pause
 the recognizer is first "settled", see ``Recognizer.settle``); the utterance ends when
-the Endpointer says so, then ``final()``. Each recording is padded with 300 ms of silence before and 700 ms
-after; the real end of speech is where the padding after it begins.
+the Endpointer says so, then ``final()``. Each recording is padded with 300 ms of
+silence before and 700 ms after; the real end of speech is where the padding after it
+begins.
 
 English: pocketsphinx on Asterisk's own prompts (voice "Allison", 8 kHz): the ten digit
 recordings with a zero..nine menu, and single words (with "no"; there is no "yes"

@@ -20,11 +20,10 @@ import numpy as np
 import soxr
 
 from ivr.speech.endpoint import Endpointer
+from ivr.speech.models import MODEL_MARKERS
 
 TELEPHONE_RATE = 8000
 MODEL_RATE = 16000
-# Files every vosk model folder has (what the vosk library opens first).
-VOSK_MODEL_FILES = ("am/final.mdl", "conf/model.conf")
 ENGINES = ("auto", "vosk", "pocketsphinx")
 
 _PUNCTUATION = re.compile(r"[^\w\s']|_")
@@ -163,7 +162,7 @@ def check_vosk_model(path: str | os.PathLike[str]) -> Path:
         raise SpeechError(f"vosk model folder {folder} does not exist")
     if not folder.is_dir():
         raise SpeechError(f"vosk model {folder} is not a folder")
-    missing = [name for name in VOSK_MODEL_FILES if not (folder / name).is_file()]
+    missing = [name for name in MODEL_MARKERS if not (folder / name).is_file()]
     if missing:
         raise SpeechError(
             f"{folder} is not a vosk model: {' and '.join(missing)} missing"

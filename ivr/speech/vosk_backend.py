@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import vosk
 
+from ivr.speech.models import sample_rate
 from ivr.speech.recognizer import (
     MODEL_RATE,
     TELEPHONE_RATE,
@@ -34,7 +34,6 @@ from ivr.speech.recognizer import (
 log = logging.getLogger("ivr.speech")
 
 UNKNOWN = "[unk]"
-_SAMPLE_FREQUENCY = re.compile(r"^\s*--sample-frequency\s*=\s*([0-9.]+)")
 
 vosk.SetLogLevel(-1)  # Kaldi: warnings only (-1), no per-utterance info lines
 
@@ -65,15 +64,7 @@ SETTLE = bytes(TELEPHONE_RATE * 2 * 400 // 1000)  # 400 ms of silence, 8 kHz
 
 def model_rate(path: str) -> int:
     """The sample rate the model was trained on (``conf/mfcc.conf``), 16000 if unstated."""
-    try:
-        text = (Path(path) / "conf" / "mfcc.conf").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return MODEL_RATE
-    for line in text.splitlines():
-        match = _SAMPLE_FREQUENCY.match(line)
-        if match:
-            return int(float(match.group(1)))
-    return MODEL_RATE
+    return sample_rate(Path(path)) or MODEL_RATE
 
 
 class VoskRecognizer:

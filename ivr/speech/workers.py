@@ -256,9 +256,6 @@ class SpeechWorkers:
             {"error": self.broken} if self.broken else {}
         )
 
-    def pids(self) -> list[int | None]:
-        return [w.pid for w in self.workers]
-
     def open(self, sid: str, phrases: Sequence[str], language: str) -> Listening:
         """Start an utterance; raises SpeechError when no recogniser can take it."""
         if self.broken:
