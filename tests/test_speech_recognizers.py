@@ -408,3 +408,16 @@ def test_max_speech_ends_a_long_utterance(allison: Path):
     assert [e for e, _ in events] == [Event.SPEECH_STARTED, Event.SPEECH_ENDED]
     assert endpointer.reason == "max_speech"
     assert events[1][1] - endpointer.started_at_ms == 1500
+
+
+def test_a_phrase_that_starts_a_longer_one_waits_for_the_long_pause() -> None:
+    """With "order" and "order status" on the menu, hearing "order" is not yet complete:
+    the caller may be pausing inside "order status"."""
+    from ivr.speech.workers import Utterance
+
+    utterance = Utterance(make_backend("pocketsphinx", {}), ["order", "order status"], "en")
+    utterance._heard(Hypothesis("order", 0.0, partial=True))
+    assert not utterance.complete
+    utterance._heard(Hypothesis("order status", 0.0, partial=True))
+    assert utterance.complete
+    utterance.recognizer.close()

@@ -51,7 +51,7 @@ class Endpointer:
         self,
         *,
         trailing_ms: int = 700,
-        complete_trailing_ms: int = 200,
+        complete_trailing_ms: int = 150,
         min_speech_ms: int = 120,
         start_ms: int = 60,
         no_input_ms: int = 5000,

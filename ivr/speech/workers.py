@@ -38,6 +38,7 @@ from ivr.speech.recognizer import (
 
 log = logging.getLogger("ivr.speech")
 
+SETTLE_AFTER_MS = 100  # of silence after speech before the recogniser is settled
 RESTART_DELAY = 1.0  # seconds before a dead recogniser is started again
 READY_TIMEOUT = 120.0  # seconds a new recogniser may take to load its models
 
@@ -53,8 +54,10 @@ class Utterance:
         self.phrases = set(grammar_phrases(phrases))
         self.started = False
         self.settled = False  # this pause was settled already
-        self.settle_ms = 0.0  # wall time spent settling, part of the latency
+        self.settled_at_ms: int | None = None  # audio position of the last settling
+        self.settle_ms = 0.0  # wall time spent settling (the benchmark counts it)
         self.decode_ms = 0.0  # wall time of the final decode
+        self.spoke_at: float | None = None  # when audio with speech last arrived
 
     def feed(self, pcm: bytes) -> list[tuple[Any, ...]]:
         """Events this audio causes: ("started",) once, ("final", ...) at the end."""
@@ -67,14 +70,19 @@ class Utterance:
             self.started
             and not self.complete
             and not self.settled
-            and endpointer.silence_ms >= endpointer.complete_trailing_ms
+            and endpointer.silence_ms >= SETTLE_AFTER_MS
         ):
-            # A pause long enough to end a whole phrase: make the decoder show what it has.
-            self.settled = True
+            # A pause: make the decoder show what it has, before a short pause could end
+            # a whole phrase.
+            self.settled, self.settled_at_ms = True, endpointer.position_ms
             began = time.monotonic()
             self._heard(self.recognizer.settle())
             self.settle_ms += (time.monotonic() - began) * 1000
-        for event in self.endpointer.feed(pcm, complete=self.complete):
+        spoke = endpointer.last_speech_ms
+        found = endpointer.feed(pcm, complete=self.complete)
+        if endpointer.last_speech_ms != spoke:
+            self.spoke_at = time.monotonic()
+        for event in found:
             if event == "speech_started" and not self.started:
                 self.started = True
                 events.append(("started",))
@@ -83,15 +91,21 @@ class Utterance:
         return events
 
     def _heard(self, partial: Hypothesis | None) -> None:
+        """Whether what was heard so far is a whole phrase that nothing longer starts with:
+        then a short pause ends it ("order" waits on in a menu that has "order status")."""
         if partial is not None:
-            self.complete = partial.text in self.phrases
+            text = partial.text
+            self.complete = text in self.phrases and not any(
+                p.startswith(text + " ") for p in self.phrases
+            )
 
     def final(self) -> tuple[Any, ...]:
         began = time.monotonic()
         heard = self.recognizer.final()
         self.decode_ms = (time.monotonic() - began) * 1000
-        # From the end of speech: the silence the endpointer waited for, then the decode.
-        latency = round(self.endpointer.silence_ms + self.settle_ms + self.decode_ms)
+        # From the end of speech: audio arrives as it is spoken, so the time since the
+        # last speech arrived (the pause waited for, then the decode).
+        latency = round((time.monotonic() - self.spoke_at) * 1000) if self.spoke_at else 0
         return ("final", heard.text, heard.confidence, latency)
 
 
