@@ -22,6 +22,7 @@ from cti.bus import make_bus
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.store.directory import Directory
+from cti.tracker import CallTracker
 from cti.web.app import create_app
 from ivr.config import Settings
 from ivr.flows.plan import DialPlanError
@@ -69,7 +70,8 @@ class Service:
         }
         self.recognisers = SpeechWorkers(speech.engine, models, speech.workers)
         self.speech = SpeechListener(self.audiosocket, self.recognisers, settings.paths.prompts)
-        self.ami = AmiBridge(settings.ami, self.bus) if settings.ami.enabled else None
+        self.tracker = CallTracker(self.bus)
+        self.ami = AmiBridge(settings.ami, self.bus, self.tracker) if settings.ami.enabled else None
         app = create_app(self.sessions, settings.session_key(), self.health)
         self.web = create_server(
             app, host=settings.web.host, port=settings.web.port, threads=settings.web.threads

@@ -2,7 +2,9 @@
 
 Reconnects with exponential backoff and logs each state change. Events are
 queued off panoramisk's read loop and handed to the bus by a consumer task, so
-a slow subscriber never blocks AMI.
+a slow subscriber never blocks AMI. After every login and every FullyBooted (both
+follow a gap in the event stream) the call tracker is resynchronised from
+CoreShowChannels and QueueStatus.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 from panoramisk import Manager
 
 from cti.bus import InProcessBus
+from cti.tracker import CallTracker
 from ivr.config import AmiSettings
 
 log = logging.getLogger("cti.ami")
 
 EVENT_QUEUE_SIZE = 10_000
+RESYNC = object()  # queued after a login: re-read Asterisk's state before more events
 
 
 class _Manager(Manager):
@@ -52,9 +56,13 @@ class _Manager(Manager):
 
 
 class AmiBridge:
-    def __init__(self, settings: AmiSettings, bus: InProcessBus) -> None:
+    def __init__(
+        self, settings: AmiSettings, bus: InProcessBus, tracker: CallTracker | None = None
+    ) -> None:
         self.settings = settings
         self.bus = bus
+        self.tracker = tracker
+        self.resyncs = 0
         self.state = "stopped"
         self.stopping = False
         self.delay = 0.5
@@ -101,6 +109,25 @@ class AmiBridge:
     def _on_login(self, _manager: Manager) -> None:
         self.delay = 0.5
         self._set_state("logged_in")
+        self.events.put_nowait(RESYNC)  # in order with the events, by the consumer
+
+    async def resync(self) -> None:
+        """Replace the tracker's state with what Asterisk reports now."""
+        if self.tracker is None or self.manager is None:
+            return
+        try:
+            channels = await self.manager.send_action({"Action": "CoreShowChannels"})
+            entries = await self.manager.send_action({"Action": "QueueStatus"})
+        except Exception:
+            log.exception("AMI resync failed", extra={"ami": self.address})
+            return
+        refused = [r for r in (channels, entries) if not isinstance(r, list)]
+        if refused:  # e.g. "Permission denied": keep what we have rather than wipe it
+            log.error("AMI resync refused", extra={"reply": refused[0].get("Message")})
+            return
+        self.tracker.resync(_events(channels, "CoreShowChannel"), _events(entries, "QueueEntry"))
+        self.resyncs += 1
+        log.info("AMI resync", extra={"calls": len(self.tracker.calls)})
 
     def _on_event(self, _manager: Manager, event: Any) -> None:
         try:
@@ -112,8 +139,12 @@ class AmiBridge:
     async def _consume(self) -> None:
         while True:
             event = await self.events.get()
+            if event is RESYNC:
+                await self.resync()
+                continue
             if event.event == "FullyBooted":
                 log.info("Asterisk fully booted", extra={"ami": self.address})
+                await self.resync()
             await self.bus.publish("ami." + event.event, dict(event))
 
     def _next_delay(self) -> float:
@@ -125,3 +156,9 @@ class AmiBridge:
             level = logging.WARNING if state in ("disconnected", "login_failed") else logging.INFO
             log.log(level, "AMI " + state, extra={"ami": self.address, **detail})
             self.state = state
+
+
+def _events(reply: Any, name: str) -> list[dict[str, Any]]:
+    """The events called `name` in a list action's reply."""
+    messages = reply if isinstance(reply, list) else [reply]
+    return [dict(m) for m in messages if m.get("Event") == name]

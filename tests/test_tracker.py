@@ -1,0 +1,137 @@
+"""The call tracker on the real Asterisk 22: AMI events in, business events out.
+
+A caller is put in the ``training`` queue (no flow routes there, so no other test's
+calls meet our agent), and a simulated agent, a Local channel in ``[ivr-agent]``,
+rings for a second, answers and talks for five.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from cti.ami.bridge import AmiBridge
+from cti.bus import InProcessBus
+from cti.tracker import CallTracker, TrackedCall
+
+QUEUE = "training"
+
+
+class Scenario:
+    """An AMI bridge and tracker in this test's event loop, recording `call.*` events."""
+
+    def __init__(self, settings: Any) -> None:
+        self.bus = InProcessBus()
+        self.tracker = CallTracker(self.bus)
+        self.bridge = AmiBridge(settings, self.bus, self.tracker)
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.changed = asyncio.Event()
+        self.bus.subscribe("*", self._record)
+
+    async def _record(self, topic: str, event: dict[str, Any]) -> None:
+        if topic.startswith("call."):
+            self.seen.append((topic, event))
+            self.changed.set()
+
+    async def __aenter__(self) -> Scenario:
+        await self.bridge.start()
+        async with asyncio.timeout(10):
+            while self.bridge.resyncs == 0:  # logged in, and the first resync done
+                await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.bridge.stop()
+
+    async def action(self, as_list: bool | None = None, **fields: str) -> Any:
+        """panoramisk waits for more after "Added interface to queue" (QueueAdd) unless
+        told the reply is one message: as_list=False."""
+        assert self.bridge.manager is not None
+        async with asyncio.timeout(10):
+            return await self.bridge.manager.send_action(fields, as_list=as_list)
+
+    async def caller(self, hold: float) -> str:
+        """A caller queued in QUEUE for at most `hold` seconds; its Linkedid."""
+        reply = await self.action(
+            Action="Originate",
+            Channel="Local/queue@ivr-route/n",
+            Context="ivr-caller",
+            Exten="silent",
+            Priority="1",
+            CallerID='"Tracker test" <+14155550123>',
+            Variable=f"IVR_QUEUE={QUEUE},CALLER_HOLD={hold}",
+            Async="true",
+            ActionID=uuid.uuid4().hex,
+        )
+        final = reply[-1] if isinstance(reply, list) else reply
+        assert final.get("Response") == "Success", dict(final)
+        return final["Uniqueid"]  # the ;1 half's: the Linkedid of the whole call
+
+    async def until(self, topic: str, linkedid: str, timeout: float = 20) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for seen, event in self.seen:
+                    if seen == topic and event["linkedid"] == linkedid:
+                        return event
+                self.changed.clear()
+                await self.changed.wait()
+
+    def topics(self, linkedid: str) -> list[str]:
+        return [t for t, e in self.seen if e["linkedid"] == linkedid]
+
+
+@pytest.mark.asterisk
+def test_offered_ringing_answered_ended_then_an_abandon(asterisk) -> None:
+    async def scenario() -> None:
+        async with Scenario(asterisk.ami) as s:
+            agent = f"Local/agent{uuid.uuid4().hex[:8]}@ivr-agent/n"
+            added = await s.action(False, Action="QueueAdd", Queue=QUEUE, Interface=agent)
+            assert added.get("Response") == "Success", dict(added)
+            try:
+                call = await s.caller(hold=20)
+                answered = await s.until("call.answered", call)
+                assert answered["queue"] == QUEUE and answered["agent"] == agent
+                assert answered["caller"] == "+14155550123"
+                assert s.tracker.calls[call].state == "answered"
+                await s.until("call.ended", call)
+                assert s.topics(call) == [
+                    "call.offered",
+                    "call.ringing",
+                    "call.answered",
+                    "call.ended",
+                ]
+                assert call not in s.tracker.calls
+            finally:
+                await s.action(False, Action="QueueRemove", Queue=QUEUE, Interface=agent)
+            # Nobody to answer now: the caller gives up after two seconds.
+            gone = await s.caller(hold=2)
+            abandoned = await s.until("call.abandoned", gone)
+            assert abandoned["hold_seconds"] is not None
+            await s.until("call.ended", gone)
+            assert s.topics(gone) == ["call.offered", "call.abandoned", "call.ended"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.asterisk
+def test_resync_replaces_the_state_with_asterisks(asterisk) -> None:
+    """A stale call (its hang-up was missed) goes; a waiting call we never saw comes in."""
+
+    async def scenario() -> None:
+        async with Scenario(asterisk.ami) as s:
+            call = await s.caller(hold=6)
+            await s.until("call.offered", call)
+            del s.tracker.calls[call]  # as if we had been away when it joined
+            s.tracker.calls["stale-1"] = TrackedCall("stale-1", state="queued", queue=QUEUE)
+            await s.bridge.resync()
+            assert "stale-1" not in s.tracker.calls
+            found = s.tracker.calls[call]
+            assert (found.queue, found.state) == (QUEUE, "queued")
+            assert found.caller == "+14155550123" and len(found.channels) == 2
+            await s.until("call.abandoned", call)  # and it is followed from there on
+            await s.until("call.ended", call)
+
+    asyncio.run(scenario())
