@@ -96,6 +96,7 @@ class Service:
             "speech": self.recognisers.health(),
             "ami": self.ami.health() if self.ami else {"status": "disabled"},
             "bus": self.bus.health(),
+            "tracker": {"status": "ok", "calls": len(self.tracker.calls)},
         }
 
     def addresses(self) -> dict[str, str]:

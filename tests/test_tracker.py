@@ -135,3 +135,91 @@ def test_resync_replaces_the_state_with_asterisks(asterisk) -> None:
             await s.until("call.ended", call)
 
     asyncio.run(scenario())
+
+
+class AmiProxy:
+    """A TCP relay between the bridge and Asterisk's AMI that the test can cut."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Drop every connection and refuse new ones until `start` again."""
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(
+            pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+        )
+
+
+@pytest.mark.asterisk
+def test_after_a_dropped_ami_connection_the_tracker_matches_asterisk(asterisk, ami) -> None:
+    """While the bridge is cut off, one call ends and another joins the queue; after the
+    reconnect and resync the tracker has the second and not the first."""
+
+    async def scenario() -> None:
+        proxy = AmiProxy((asterisk.ami.host, asterisk.ami.port))
+        await proxy.start()
+        settings = asterisk.ami.model_copy(update={"port": proxy.port})
+        async with Scenario(settings) as s:
+            first = await s.caller(hold=3)
+            await s.until("call.offered", first)
+            await proxy.cut()
+            async with asyncio.timeout(10):
+                while s.bridge.state != "disconnected":
+                    await asyncio.sleep(0.05)
+            # Meanwhile, through another AMI session: a second caller joins.
+            second = await asyncio.to_thread(place_queued_caller, ami, 20)
+            await asyncio.sleep(4)  # the first caller hangs up in the gap
+            resyncs = s.bridge.resyncs
+            await proxy.start()
+            async with asyncio.timeout(20):
+                while s.bridge.resyncs == resyncs:
+                    await asyncio.sleep(0.05)
+            assert first not in s.tracker.calls
+            found = s.tracker.calls[second]
+            assert (found.queue, found.state) == (QUEUE, "queued")
+            await s.action(Action="Hangup", Channel=sorted(found.channels)[0])
+            await s.until("call.ended", second)
+
+    asyncio.run(scenario())
+
+
+def place_queued_caller(ami, hold: float) -> str:
+    """A caller in QUEUE placed through the test's own AMI client; its Linkedid."""
+    replies = ami.action(
+        {
+            "Action": "Originate",
+            "Channel": "Local/queue@ivr-route/n",
+            "Context": "ivr-caller",
+            "Exten": "silent",
+            "Priority": "1",
+            "Variable": [f"IVR_QUEUE={QUEUE}", f"CALLER_HOLD={hold}"],
+            "Async": "true",
+            "ActionID": uuid.uuid4().hex,
+        }
+    )
+    final = replies[-1] if isinstance(replies, list) else replies
+    assert final.get("Response") == "Success", dict(final)
+    return final["Uniqueid"]
