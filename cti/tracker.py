@@ -65,23 +65,14 @@ class CallTracker:
         if topic.startswith("ami."):
             await self.handle(event)
 
-    def _call(self, event: dict[str, Any]) -> TrackedCall | None:
-        linkedid = event.get("Linkedid") or event.get("Uniqueid")
-        if not linkedid:
-            return None
-        call = self.calls.get(linkedid)
-        if call is None:
-            call = self.calls[linkedid] = TrackedCall(linkedid)
-        return call
-
     async def handle(self, event: dict[str, Any]) -> None:
         """One AMI event (a dict of its headers)."""
         name = event.get("Event", "")
-        if name == "Newchannel":
-            call = self._call(event)
-            if call is not None:
-                call.channels.add(event.get("Channel", ""))
-                call.caller = call.caller or _number(event)
+        if name == "Newchannel":  # a call's first channel opens it; later ones share its Linkedid
+            linkedid = event.get("Linkedid") or event.get("Uniqueid") or ""
+            call = self.calls.setdefault(linkedid, TrackedCall(linkedid))
+            call.channels.add(event.get("Channel", ""))
+            call.caller = call.caller or _number(event)
             return
         if name in ("AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer"):
             # Agent events carry both sides; the caller's Linkedid is the call.
@@ -118,7 +109,7 @@ class CallTracker:
             call.channels.discard(event.get("Channel", ""))
             if not call.channels:
                 del self.calls[call.linkedid]
-                if call.state not in ("abandoned",):
+                if call.state != "abandoned":
                     call.state = "ended"
                 await self._publish("call.ended", call, cause=event.get("Cause-txt"))
 
@@ -144,7 +135,8 @@ class CallTracker:
             entry = queued.get(linkedid)
             if entry is not None:
                 call.queue = entry.get("Queue")
-                call.state = "queued" if call.state not in ("ringing",) else call.state
+                if call.state != "ringing":
+                    call.state = "queued"
             elif call.state in ("queued", "ringing"):
                 call.state = "answered" if call.agent else "new"
         dropped = set(self.calls) - set(fresh)

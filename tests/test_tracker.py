@@ -2,7 +2,8 @@
 
 A caller is put in the ``training`` queue (no flow routes there, so no other test's
 calls meet our agent), and a simulated agent, a Local channel in ``[ivr-agent]``,
-rings for a second, answers and talks for five.
+rings for a second, answers and talks for five. The tests share that queue, so they
+run one after the other (one xdist group; `make test` runs with --dist loadgroup).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cti.bus import InProcessBus
 from cti.tracker import CallTracker, TrackedCall
 
 QUEUE = "training"
+pytestmark = [pytest.mark.asterisk, pytest.mark.xdist_group("training-queue")]
 
 
 class Scenario:
@@ -83,7 +85,6 @@ class Scenario:
         return [t for t, e in self.seen if e["linkedid"] == linkedid]
 
 
-@pytest.mark.asterisk
 def test_offered_ringing_answered_ended_then_an_abandon(asterisk) -> None:
     async def scenario() -> None:
         async with Scenario(asterisk.ami) as s:
@@ -116,7 +117,6 @@ def test_offered_ringing_answered_ended_then_an_abandon(asterisk) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.asterisk
 def test_resync_replaces_the_state_with_asterisks(asterisk) -> None:
     """A stale call (its hang-up was missed) goes; a waiting call we never saw comes in."""
 
@@ -173,7 +173,6 @@ class AmiProxy:
         )
 
 
-@pytest.mark.asterisk
 def test_after_a_dropped_ami_connection_the_tracker_matches_asterisk(asterisk, ami) -> None:
     """While the bridge is cut off, one call ends and another joins the queue; after the
     reconnect and resync the tracker has the second and not the first."""
