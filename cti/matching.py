@@ -1,0 +1,80 @@
+"""Who is calling: the customer record a screen pop shows.
+
+First by what the caller typed in the IVR (an account number, then an order number),
+then by caller ID. Phone numbers are compared in E.164 form, made by `phonenumbers`
+from the number as stored or as it arrives ("+1 555 0100" and "5550100" in the US are
+the same number); a customer's several numbers all count. Several customers may share
+a number (a family, an office): the pop then offers the choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cti.store.models import Customer, CustomerPhone, Order
+
+
+def normalise_number(raw: str, region: str) -> str:
+    """E.164 for `raw` read in `region`; digits that cannot be parsed stay as they are.
+
+    Validity is not required: a short internal or test number still matches itself
+    however it was written."""
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return "".join(c for c in raw if c.isdigit() or c == "+")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass
+class Match:
+    """How the caller was recognised, and the customers it points at (none, one, several)."""
+
+    how: Literal["account", "order", "phone", "none"]
+    customers: list[Customer] = field(default_factory=list)
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.customers) > 1
+
+
+def match_customer(
+    db: Session,
+    caller: str,
+    region: str,
+    account: str | None = None,
+    order: str | None = None,
+) -> Match:
+    if account:
+        found = db.scalar(select(Customer).where(Customer.account_number == account.strip()))
+        if found is not None:
+            return Match("account", [found])
+    if order:
+        placed = db.scalar(select(Order).where(Order.number == order.strip()))
+        if placed is not None and placed.customer is not None:
+            return Match("order", [placed.customer])
+    number = normalise_number(caller, region) if caller.strip() else ""
+    if number:
+        customers = (
+            db.scalars(
+                select(Customer)
+                .join(CustomerPhone)
+                .where(CustomerPhone.e164 == number)
+                .order_by(Customer.id)
+            )
+            .unique()
+            .all()
+        )
+        if customers:
+            return Match("phone", list(customers))
+    return Match("none")
+
+
+def add_phone(customer: Customer, raw: str, region: str, label: str | None = None) -> None:
+    """Store a number the way it is matched: in E.164."""
+    customer.phones.append(CustomerPhone(e164=normalise_number(raw, region), label=label))
