@@ -59,20 +59,14 @@ def match_customer(
         if placed is not None and placed.customer is not None:
             return Match("order", [placed.customer])
     number = normalise_number(caller, region) if caller.strip() else ""
-    if number:
-        customers = (
-            db.scalars(
-                select(Customer)
-                .join(CustomerPhone)
-                .where(CustomerPhone.e164 == number)
-                .order_by(Customer.id)
-            )
-            .unique()
-            .all()
-        )
-        if customers:
-            return Match("phone", list(customers))
-    return Match("none")
+    customers = customers_with_number(db, number) if number else []
+    return Match("phone", customers) if customers else Match("none")
+
+
+def customers_with_number(db: Session, e164: str) -> list[Customer]:
+    """Every customer with this number among theirs, oldest first."""
+    query = select(Customer).join(CustomerPhone).where(CustomerPhone.e164 == e164)
+    return list(db.scalars(query.order_by(Customer.id)).unique().all())
 
 
 def add_phone(customer: Customer, raw: str, region: str, label: str | None = None) -> None:

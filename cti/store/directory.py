@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cti.store.models import Customer, CustomerPhone, Order
+from cti.matching import customers_with_number
+from cti.store.models import Customer, Order
 from ivr.flows.actions import Lookup, LookupResult
 
 log = logging.getLogger("cti.directory")
@@ -64,16 +65,7 @@ class Directory:
                     "customer_id": order.customer_id,
                 }
             if request.find == "customer" and value.startswith("+"):
-                customers = (
-                    db.scalars(
-                        select(Customer)
-                        .join(CustomerPhone)
-                        .where(CustomerPhone.e164 == value)
-                        .order_by(Customer.id)
-                    )
-                    .unique()
-                    .all()
-                )
+                customers = customers_with_number(db, value)
                 return customer_record(customers[0], len(customers)) if customers else None
             customer = db.scalar(select(Customer).where(Customer.account_number == value))
             return customer_record(customer) if customer is not None else None
