@@ -22,7 +22,6 @@ stale; `resync` replaces it with the channels and queue entries Asterisk reports
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,8 +40,6 @@ class TrackedCall:
     state: str = "new"  # new, queued, ringing, answered, ended, abandoned
     ringing: set[str] = field(default_factory=set)  # agent interfaces being rung
     agent: str | None = None
-    queued_at: float | None = None
-    answered_at: float | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -84,7 +81,7 @@ class CallTracker:
             return
         agent = event.get("Interface") or event.get("MemberName")
         if name == "QueueCallerJoin":
-            call.queue, call.state, call.queued_at = event.get("Queue"), "queued", time.time()
+            call.queue, call.state = event.get("Queue"), "queued"
             call.caller = _number(event) or call.caller  # the queued channel's caller ID
             await self._publish("call.offered", call, position=event.get("Position"))
         elif name == "AgentCalled" and call.state in ("queued", "ringing"):
@@ -97,7 +94,7 @@ class CallTracker:
                 call.state = "queued"
             await self._publish("call.ring_no_answer", call, agent=agent)
         elif name == "AgentConnect":
-            call.state, call.agent, call.answered_at = "answered", agent, time.time()
+            call.state, call.agent = "answered", agent
             call.ringing.clear()
             await self._publish("call.answered", call, hold_seconds=_int(event, "HoldTime"))
         elif name == "QueueCallerAbandon":

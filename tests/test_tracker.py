@@ -57,20 +57,9 @@ class Scenario:
 
     async def caller(self, hold: float) -> str:
         """A caller queued in QUEUE for at most `hold` seconds; its Linkedid."""
-        reply = await self.action(
-            Action="Originate",
-            Channel="Local/queue@ivr-route/n",
-            Context="ivr-caller",
-            Exten="silent",
-            Priority="1",
-            CallerID='"Tracker test" <+14155550123>',
-            Variable=f"IVR_QUEUE={QUEUE},CALLER_HOLD={hold}",
-            Async="true",
-            ActionID=uuid.uuid4().hex,
-        )
-        final = reply[-1] if isinstance(reply, list) else reply
-        assert final.get("Response") == "Success", dict(final)
-        return final["Uniqueid"]  # the ;1 half's: the Linkedid of the whole call
+        assert self.bridge.manager is not None
+        async with asyncio.timeout(10):
+            return linkedid_of(await self.bridge.manager.send_action(queued_caller(hold)))
 
     async def until(self, topic: str, linkedid: str, timeout: float = 20) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
@@ -205,20 +194,27 @@ def test_after_a_dropped_ami_connection_the_tracker_matches_asterisk(asterisk, a
     asyncio.run(scenario())
 
 
+def queued_caller(hold: float) -> dict[str, Any]:
+    """The Originate for a caller queued in QUEUE for at most `hold` seconds."""
+    return {
+        "Action": "Originate",
+        "Channel": "Local/queue@ivr-route/n",
+        "Context": "ivr-caller",
+        "Exten": "silent",
+        "Priority": "1",
+        "CallerID": '"Tracker test" <+14155550123>',
+        "Variable": [f"IVR_QUEUE={QUEUE}", f"CALLER_HOLD={hold}"],
+        "Async": "true",
+        "ActionID": uuid.uuid4().hex,
+    }
+
+
+def linkedid_of(reply: Any) -> str:
+    final = reply[-1] if isinstance(reply, list) else reply
+    assert final.get("Response") == "Success", dict(final)
+    return final["Uniqueid"]  # the ;1 half's: the Linkedid of the whole call
+
+
 def place_queued_caller(ami, hold: float) -> str:
     """A caller in QUEUE placed through the test's own AMI client; its Linkedid."""
-    replies = ami.action(
-        {
-            "Action": "Originate",
-            "Channel": "Local/queue@ivr-route/n",
-            "Context": "ivr-caller",
-            "Exten": "silent",
-            "Priority": "1",
-            "Variable": [f"IVR_QUEUE={QUEUE}", f"CALLER_HOLD={hold}"],
-            "Async": "true",
-            "ActionID": uuid.uuid4().hex,
-        }
-    )
-    final = replies[-1] if isinstance(replies, list) else replies
-    assert final.get("Response") == "Success", dict(final)
-    return final["Uniqueid"]
+    return linkedid_of(ami.action(queued_caller(hold)))

@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cti.store.models import Customer, CustomerPhone, Order
+from cti.matching import add_phone
+from cti.store.models import Customer, Order
 from cti.store.users import add_user, user_exists
 
 USERS = (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent"))
@@ -42,8 +43,9 @@ def seed(sessions: sessionmaker[Session], password: str) -> bool:
                 account_number=account,
                 balance=Decimal(balance),
                 currency="USD",
-                phones=[CustomerPhone(e164=p) for p in phones],
             )
+            for number in phones:
+                add_phone(customer, number, "US")
             db.add(customer)
             by_name[name] = customer
         for number, owner, status, eta in ORDERS:

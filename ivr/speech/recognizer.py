@@ -9,9 +9,10 @@ for an IVR.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ TELEPHONE_RATE = 8000
 MODEL_RATE = 16000
 ENGINES = ("auto", "vosk", "pocketsphinx")
 
+log = logging.getLogger("ivr.speech")
 _PUNCTUATION = re.compile(r"[^\w\s']|_")
 
 
@@ -85,6 +87,28 @@ def normalise(text: str) -> str:
     """Lower case, punctuation (but apostrophes) dropped, single spaces: how phrases compare."""
     text = text.replace("\u2019", "'").lower()
     return " ".join(_PUNCTUATION.sub(" ", text).split())
+
+
+def usable_phrases(wanted: list[str], known: Collection[str], model: str) -> list[str]:
+    """The phrases every word of which `model` knows; the others are logged and dropped
+    (a word outside the vocabulary can never be heard). SpeechError if none is left."""
+    if not wanted:
+        raise SpeechError("a speech menu needs at least one phrase")
+    usable = [p for p in wanted if all(w in known for w in p.split())]
+    dropped = [p for p in wanted if p not in usable]
+    missing = sorted({w for p in dropped for w in p.split() if w not in known})
+    if dropped:
+        log.warning(
+            "%s: dropped phrases %s: words it does not know: %s",
+            model,
+            ", ".join(repr(p) for p in dropped),
+            ", ".join(missing),
+        )
+    if not usable:
+        raise SpeechError(
+            f"{model} knows none of the menu's phrases (unknown words: {', '.join(missing)})"
+        )
+    return usable
 
 
 def grammar_phrases(phrases: Iterable[str]) -> list[str]:

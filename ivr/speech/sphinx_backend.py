@@ -19,7 +19,6 @@ pooled decoder, and which earlier caller, an utterance gets.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -32,9 +31,8 @@ from ivr.speech.recognizer import (
     SpeechError,
     VoiceGate,
     grammar_phrases,
+    usable_phrases,
 )
-
-log = logging.getLogger("ivr.speech")
 
 LANGUAGE = "en"
 SEARCH = "menu"
@@ -222,21 +220,6 @@ class SphinxBackend:
                 f" configure a vosk model for {language!r}"
             )
         wanted = grammar_phrases(phrases)
-        if not wanted:
-            raise SpeechError("a speech menu needs at least one phrase")
         known = _shared.pronunciations({w for p in wanted for w in p.split()})
-        usable = [p for p in wanted if all(w in known for w in p.split())]
-        dropped = [p for p in wanted if p not in usable]
-        missing = sorted({w for p in dropped for w in p.split() if w not in known})
-        if dropped:
-            log.warning(
-                "pocketsphinx: dropped phrases %s: words not in its dictionary: %s",
-                ", ".join(repr(p) for p in dropped),
-                ", ".join(missing),
-            )
-        if not usable:
-            raise SpeechError(
-                "pocketsphinx knows none of the menu's phrases"
-                f" (unknown words: {', '.join(missing)})"
-            )
+        usable = usable_phrases(wanted, known, "pocketsphinx")
         return SphinxRecognizer(usable, {w: known[w] for p in usable for w in p.split()})

@@ -11,7 +11,6 @@ speech, and their text counts only when it equals a phrase.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,9 +28,8 @@ from ivr.speech.recognizer import (
     VoiceGate,
     grammar_phrases,
     normalise,
+    usable_phrases,
 )
-
-log = logging.getLogger("ivr.speech")
 
 UNKNOWN = "[unk]"
 
@@ -174,24 +172,8 @@ class VoskBackend:
             )
         model = load_model(path)
         wanted = grammar_phrases(phrases)
-        if not wanted:
-            raise SpeechError("a speech menu needs at least one phrase")
         known = {w for p in wanted for w in p.split() if model.vosk_model_find_word(w) >= 0}
-        usable = [p for p in wanted if all(w in known for w in p.split())]
-        dropped = [p for p in wanted if p not in usable]
-        missing = sorted({w for p in dropped for w in p.split() if w not in known})
-        if dropped:
-            log.warning(
-                "vosk (%s): dropped phrases %s: words not in the model's vocabulary: %s",
-                language,
-                ", ".join(repr(p) for p in dropped),
-                ", ".join(missing),
-            )
-        if not usable:
-            raise SpeechError(
-                f"the {language!r} vosk model knows none of the menu's phrases"
-                f" (unknown words: {', '.join(missing)})"
-            )
+        usable = usable_phrases(wanted, known, f"the {language!r} vosk model")
         grammar = list(usable)
         if model.vosk_model_find_word(UNKNOWN) >= 0:  # lets noise be heard as noise
             grammar.append(UNKNOWN)

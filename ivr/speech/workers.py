@@ -235,8 +235,7 @@ class Worker:
         for listening in self.listening.values():
             listening.events.put_nowait(("error", "recogniser process ended"))
         self.listening.clear()
-        self.process.join(1)
-        self.pool.replace(self)
+        self.pool.replace(self)  # no join here: it would block the calls' event loop
 
     def stop(self) -> None:
         self.alive = False
@@ -288,12 +287,13 @@ class SpeechWorkers:
         cannot start at all (a bad model): that would only repeat the failure."""
         if self.stopping or self.broken:
             return
-        log.warning(
-            "recogniser process ended; starting another",
-            extra={"worker": dead.number, "exitcode": dead.process.exitcode},
-        )
 
         def restart() -> None:
+            dead.process.join(0)  # reaped by now, as a rule; never waited for
+            log.warning(
+                "recogniser process ended; starting another",
+                extra={"worker": dead.number, "exitcode": dead.process.exitcode},
+            )
             if not self.stopping and dead in self.workers:
                 self.workers[self.workers.index(dead)] = Worker(self, dead.number)
 
