@@ -1,9 +1,9 @@
 """The call tracker on the real Asterisk 22: AMI events in, business events out.
 
-A caller is put in the ``training`` queue (no flow routes there, so no other test's
-calls meet our agent), and a simulated agent, a Local channel in ``[ivr-agent]``,
-rings for a second, answers and talks for five. The tests share that queue, so they
-run one after the other (one xdist group; `make test` runs with --dist loadgroup).
+Callers wait in queues no flow routes to, so no other test's calls meet them: in
+``training`` a simulated agent, a Local channel in ``[ivr-agent]``, rings for a second,
+answers and talks for five (only the first test adds one); ``waiting-room`` never has
+agents. Tests run in parallel, so each follows only its own calls.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from cti.ami.bridge import AmiBridge
 from cti.bus import InProcessBus
 from cti.tracker import CallTracker, TrackedCall
 
-QUEUE = "training"
-pytestmark = [pytest.mark.asterisk, pytest.mark.xdist_group("training-queue")]
+QUEUE, WAITING = "training", "waiting-room"
+pytestmark = pytest.mark.asterisk
 
 
 class Scenario:
@@ -55,11 +55,11 @@ class Scenario:
         async with asyncio.timeout(10):
             return await self.bridge.manager.send_action(fields, as_list=as_list)
 
-    async def caller(self, hold: float) -> str:
-        """A caller queued in QUEUE for at most `hold` seconds; its Linkedid."""
+    async def caller(self, hold: float, queue: str = QUEUE) -> str:
+        """A caller queued in `queue` for at most `hold` seconds; its Linkedid."""
         assert self.bridge.manager is not None
         async with asyncio.timeout(10):
-            return linkedid_of(await self.bridge.manager.send_action(queued_caller(hold)))
+            return linkedid_of(await self.bridge.manager.send_action(queued_caller(hold, queue)))
 
     async def until(self, topic: str, linkedid: str, timeout: float = 20) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
@@ -111,14 +111,14 @@ def test_resync_replaces_the_state_with_asterisks(asterisk) -> None:
 
     async def scenario() -> None:
         async with Scenario(asterisk.ami) as s:
-            call = await s.caller(hold=6)
+            call = await s.caller(hold=6, queue=WAITING)
             await s.until("call.offered", call)
             del s.tracker.calls[call]  # as if we had been away when it joined
-            s.tracker.calls["stale-1"] = TrackedCall("stale-1", state="queued", queue=QUEUE)
+            s.tracker.calls["stale-1"] = TrackedCall("stale-1", state="queued", queue=WAITING)
             await s.bridge.resync()
             assert "stale-1" not in s.tracker.calls
             found = s.tracker.calls[call]
-            assert (found.queue, found.state) == (QUEUE, "queued")
+            assert (found.queue, found.state) == (WAITING, "queued")
             assert found.caller == "+14155550123" and len(found.channels) == 2
             await s.until("call.abandoned", call)  # and it is followed from there on
             await s.until("call.ended", call)
@@ -171,14 +171,14 @@ def test_after_a_dropped_ami_connection_the_tracker_matches_asterisk(asterisk, a
         await proxy.start()
         settings = asterisk.ami.model_copy(update={"port": proxy.port})
         async with Scenario(settings) as s:
-            first = await s.caller(hold=3)
+            first = await s.caller(hold=3, queue=WAITING)
             await s.until("call.offered", first)
             await proxy.cut()
             async with asyncio.timeout(10):
                 while s.bridge.state != "disconnected":
                     await asyncio.sleep(0.05)
             # Meanwhile, through another AMI session: a second caller joins.
-            second = await asyncio.to_thread(place_queued_caller, ami, 20)
+            second = await asyncio.to_thread(place_queued_caller, ami, 20, WAITING)
             await asyncio.sleep(4)  # the first caller hangs up in the gap
             resyncs = s.bridge.resyncs
             await proxy.start()
@@ -187,15 +187,15 @@ def test_after_a_dropped_ami_connection_the_tracker_matches_asterisk(asterisk, a
                     await asyncio.sleep(0.05)
             assert first not in s.tracker.calls
             found = s.tracker.calls[second]
-            assert (found.queue, found.state) == (QUEUE, "queued")
+            assert (found.queue, found.state) == (WAITING, "queued")
             await s.action(Action="Hangup", Channel=sorted(found.channels)[0])
             await s.until("call.ended", second)
 
     asyncio.run(scenario())
 
 
-def queued_caller(hold: float) -> dict[str, Any]:
-    """The Originate for a caller queued in QUEUE for at most `hold` seconds."""
+def queued_caller(hold: float, queue: str) -> dict[str, Any]:
+    """The Originate for a caller queued in `queue` for at most `hold` seconds."""
     return {
         "Action": "Originate",
         "Channel": "Local/queue@ivr-route/n",
@@ -203,7 +203,7 @@ def queued_caller(hold: float) -> dict[str, Any]:
         "Exten": "silent",
         "Priority": "1",
         "CallerID": '"Tracker test" <+14155550123>',
-        "Variable": [f"IVR_QUEUE={QUEUE}", f"CALLER_HOLD={hold}"],
+        "Variable": [f"IVR_QUEUE={queue}", f"CALLER_HOLD={hold}"],
         "Async": "true",
         "ActionID": uuid.uuid4().hex,
     }
@@ -215,6 +215,6 @@ def linkedid_of(reply: Any) -> str:
     return final["Uniqueid"]  # the ;1 half's: the Linkedid of the whole call
 
 
-def place_queued_caller(ami, hold: float) -> str:
-    """A caller in QUEUE placed through the test's own AMI client; its Linkedid."""
-    return linkedid_of(ami.action(queued_caller(hold)))
+def place_queued_caller(ami, hold: float, queue: str) -> str:
+    """A caller in `queue` placed through the test's own AMI client; its Linkedid."""
+    return linkedid_of(ami.action(queued_caller(hold, queue)))
