@@ -22,11 +22,12 @@ stale; `resync` replaces it with the channels and queue entries Asterisk reports
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cti.bus import InProcessBus
+from cti.bus import Bus
 
 log = logging.getLogger("cti.tracker")
 
@@ -40,6 +41,7 @@ class TrackedCall:
     state: str = "new"  # new, queued, ringing, answered, ended, abandoned
     ringing: set[str] = field(default_factory=set)  # agent interfaces being rung
     agent: str | None = None
+    queued_at: float | None = None  # epoch seconds it joined its queue
 
     def public(self) -> dict[str, Any]:
         return {
@@ -48,12 +50,14 @@ class TrackedCall:
             "queue": self.queue,
             "state": self.state,
             "agent": self.agent,
+            "queued_at": self.queued_at,
+            "ringing": sorted(self.ringing),
             "channels": sorted(self.channels),
         }
 
 
 class CallTracker:
-    def __init__(self, bus: InProcessBus) -> None:
+    def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.calls: dict[str, TrackedCall] = {}
         bus.subscribe("*", self._on_bus)
@@ -81,7 +85,7 @@ class CallTracker:
             return
         agent = event.get("Interface") or event.get("MemberName")
         if name == "QueueCallerJoin":
-            call.queue, call.state = event.get("Queue"), "queued"
+            call.queue, call.state, call.queued_at = event.get("Queue"), "queued", time.time()
             call.caller = _number(event) or call.caller  # the queued channel's caller ID
             await self._publish("call.offered", call, position=event.get("Position"))
         elif name == "AgentCalled" and call.state in ("queued", "ringing"):
@@ -132,6 +136,7 @@ class CallTracker:
             entry = queued.get(linkedid)
             if entry is not None:
                 call.queue = entry.get("Queue")
+                call.queued_at = call.queued_at or time.time() - (_int(entry, "Wait") or 0)
                 if call.state != "ringing":
                     call.state = "queued"
             elif call.state in ("queued", "ringing"):

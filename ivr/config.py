@@ -68,7 +68,16 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     secret_key: SecretStr = SecretStr("")
-    threads: int = Field(64, ge=1, description="Worker threads (live agent pages hold one each).")
+    threads: int = Field(16, ge=1, description="Worker threads for page requests.")
+
+
+OUTCOME_CODES = ["resolved", "needs_follow_up", "escalated", "callback_scheduled", "wrong_number"]
+
+
+class CtiSettings(_Section):
+    region: str = Field("US", pattern=r"^[A-Z]{2}$", description="Where national numbers are from.")
+    outcome_codes: list[str] = Field(default_factory=lambda: list(OUTCOME_CODES), min_length=1)
+    history: int = Field(5, ge=0, le=50, description="Recent calls a screen pop shows.")
 
 
 class TwilioSettings(_Section):
@@ -109,6 +118,7 @@ class Settings(_Section):
     ami: AmiSettings = Field(default_factory=AmiSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    cti: CtiSettings = Field(default_factory=CtiSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)

@@ -1,5 +1,6 @@
 """`ivr serve`: the FastAGI server, the AudioSocket listener and its recogniser
-processes, the AMI bridge and the web app.
+processes, the AMI bridge with the call tracker, agent states and screen pops, and
+the web app (uvicorn in this event loop: live updates here, Flask pages in threads).
 
 SIGINT or SIGTERM stops new calls at once and lets calls in progress finish
 (up to ``agi.drain_timeout`` seconds) before the process exits.
@@ -10,20 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
-import threading
 from typing import Any
 
+import uvicorn
 from sqlalchemy import Engine
-from waitress.server import create_server
 
+from cti.agents import AgentStates
 from cti.ami.bridge import AmiBridge
 from cti.bus import make_bus
+from cti.pop import PopBuilder, ScreenPops
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.store.directory import Directory
 from cti.tracker import CallTracker
 from cti.web.app import create_app
+from cti.web.live import LiveHub, web_app
 from ivr.config import Settings
 from ivr.flows.plan import DialPlanError
 from ivr.flows.reload import LivePlan
@@ -59,7 +63,7 @@ class Service:
         self.calls = CallLog(self.sessions)
         self.directory = Directory(self.sessions)
         self.parked = ParkedCalls()
-        self.bus = make_bus(settings.bus.backend)
+        self.bus = make_bus(settings.bus.backend, settings.bus.redis_url)
         agi = settings.agi
         self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
         speech = settings.speech
@@ -71,11 +75,37 @@ class Service:
         self.recognisers = SpeechWorkers(speech.engine, models, speech.workers)
         self.speech = SpeechListener(self.audiosocket, self.recognisers, settings.paths.prompts)
         self.tracker = CallTracker(self.bus)
-        self.ami = AmiBridge(settings.ami, self.bus, self.tracker) if settings.ami.enabled else None
-        app = create_app(self.sessions, settings.session_key(), self.health)
-        self.web = create_server(
-            app, host=settings.web.host, port=settings.web.port, threads=settings.web.threads
+        self.agents = AgentStates(self.bus)
+        cti = settings.cti
+        self.pops = ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
+        self.ami = (
+            AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
+            if settings.ami.enabled
+            else None
         )
+        self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
+        app = create_app(
+            self.sessions,
+            settings.session_key(),
+            self.health,
+            cti,
+            self._ami_send if self.ami else None,
+        )
+        web = settings.web
+        # Bound here, so a port in use fails `ivr serve` before anything starts.
+        self.web_socket = socket.create_server((web.host, web.port))
+        self.web = uvicorn.Server(
+            uvicorn.Config(
+                web_app(app, self.hub, web.threads),
+                host=web.host,
+                port=web.port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
     async def _on_call(self, request: AgiRequest) -> None:
@@ -87,8 +117,14 @@ class Service:
             self.settings.agi.safe_queue,
             self.parked,
             self.speech,
+            self.bus.publish,
         )
         await call.run()
+
+    def _ami_send(self, fields: dict[str, str]) -> dict[str, Any]:
+        """An AMI action from a web worker thread, run on the service's loop."""
+        assert self.ami is not None and self.loop is not None
+        return asyncio.run_coroutine_threadsafe(self.ami.send(fields), self.loop).result(15)
 
     def health(self) -> dict[str, dict[str, Any]]:
         return {
@@ -97,6 +133,7 @@ class Service:
             "ami": self.ami.health() if self.ami else {"status": "disabled"},
             "bus": self.bus.health(),
             "tracker": {"status": "ok", "calls": len(self.tracker.calls)},
+            "web": self.hub.health(),
         }
 
     def addresses(self) -> dict[str, str]:
@@ -107,21 +144,23 @@ class Service:
         }
         if self.ami:
             found["ami"] = f"{self.ami.address} (client)"
-        found["web"] = f"http://{self.web.effective_host}:{self.web.effective_port}/"  # type: ignore[union-attr]
+        host, port = self.web_socket.getsockname()[:2]
+        found["web"] = f"http://{host}:{port}/"
         return found
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        await self.bus.start()
         await self.agi.start()
         await self.audiosocket.start()
         await self.recognisers.start()
         watcher = asyncio.create_task(self.plan.watch())
         if self.ami:
             await self.ami.start()
-        web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
-        web_thread.start()
+        # uvicorn's serve() would take over SIGINT/SIGTERM; _serve is the same without that.
+        web = asyncio.create_task(self.web._serve([self.web_socket]))
         await self.recognisers.wait_ready()  # until then, menus that listen take keys
         for name, address in self.addresses().items():
             print(f"{name:8} {address}", flush=True)
@@ -134,7 +173,9 @@ class Service:
         await self.recognisers.stop()
         if self.ami:
             await self.ami.stop()
-        self.web.close()
+        self.web.should_exit = True
+        await web
+        await self.bus.stop()
         self.engine.dispose()
         log.info("stopped")
 
@@ -145,7 +186,7 @@ class Service:
 def serve(settings: Settings) -> int:
     try:
         service = Service(settings)
-    except (ServiceError, DialPlanError, NotImplementedError) as exc:
+    except (ServiceError, DialPlanError) as exc:
         print(f"ivr serve: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

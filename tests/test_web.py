@@ -92,10 +92,10 @@ def test_login_shows_the_service_health_then_logout(
     name.send_keys("ops1")
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "table tr td"))
+    wait(browser).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#health tr td"))
     rows = {
         r.find_elements(By.TAG_NAME, "td")[0].text: r.text
-        for r in browser.find_elements(By.CSS_SELECTOR, "table tr")[1:]
+        for r in browser.find_elements(By.CSS_SELECTOR, "#health tr")[1:]
     }
     assert rows["fastagi"].startswith("fastagi ok")
     assert rows["ami"].startswith("ami ok")  # logged in to the sandbox's AMI

@@ -4,7 +4,9 @@ Reconnects with exponential backoff and logs each state change. Events are
 queued off panoramisk's read loop and handed to the bus by a consumer task, so
 a slow subscriber never blocks AMI. After every login and every FullyBooted (both
 follow a gap in the event stream) the call tracker is resynchronised from
-CoreShowChannels and QueueStatus.
+CoreShowChannels and QueueStatus, and so are the agent states.
+
+`send` runs one action for others (the agent desktop's QueueAdd, QueuePause, ...).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 from panoramisk import Manager
 
-from cti.bus import InProcessBus
+from cti.agents import AgentStates
+from cti.bus import Bus
 from cti.tracker import CallTracker
 from ivr.config import AmiSettings
 
@@ -23,6 +26,10 @@ log = logging.getLogger("cti.ami")
 
 EVENT_QUEUE_SIZE = 10_000
 RESYNC = object()  # queued after a login: re-read Asterisk's state before more events
+
+
+class AmiError(Exception):
+    """Asterisk refused an action, or AMI is not connected."""
 
 
 class _Manager(Manager):
@@ -57,11 +64,16 @@ class _Manager(Manager):
 
 class AmiBridge:
     def __init__(
-        self, settings: AmiSettings, bus: InProcessBus, tracker: CallTracker | None = None
+        self,
+        settings: AmiSettings,
+        bus: Bus,
+        tracker: CallTracker | None = None,
+        agents: AgentStates | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
         self.tracker = tracker
+        self.agents = agents
         self.resyncs = 0
         self.state = "stopped"
         self.stopping = False
@@ -111,23 +123,40 @@ class AmiBridge:
         self._set_state("logged_in")
         self.events.put_nowait(RESYNC)  # in order with the events, by the consumer
 
+    async def send(self, fields: dict[str, str]) -> dict[str, Any]:
+        """One action whose reply is one message; AmiError if Asterisk refuses it or
+        the connection is down."""
+        if self.manager is None or self.state != "logged_in":
+            raise AmiError(f"AMI is {self.state}")
+        # as_list=False: panoramisk takes "Added interface to queue" (QueueAdd) for the
+        # start of a list and would wait for its end forever.
+        async with asyncio.timeout(10):
+            reply = await self.manager.send_action(fields, as_list=False)
+        if reply.get("Response") != "Success":
+            raise AmiError(reply.get("Message") or "refused")
+        return dict(reply)
+
     async def resync(self) -> None:
-        """Replace the tracker's state with what Asterisk reports now."""
-        if self.tracker is None or self.manager is None:
+        """Replace the tracker's and the agent states with what Asterisk reports now."""
+        if self.manager is None:
             return
         try:
             channels = await self.manager.send_action({"Action": "CoreShowChannels"})
-            entries = await self.manager.send_action({"Action": "QueueStatus"})
+            queues = await self.manager.send_action({"Action": "QueueStatus"})
         except Exception:
             log.exception("AMI resync failed", extra={"ami": self.address})
             return
-        refused = [r for r in (channels, entries) if not isinstance(r, list)]
+        refused = [r for r in (channels, queues) if not isinstance(r, list)]
         if refused:  # e.g. "Permission denied": keep what we have rather than wipe it
             log.error("AMI resync refused", extra={"reply": refused[0].get("Message")})
             return
-        self.tracker.resync(_events(channels, "CoreShowChannel"), _events(entries, "QueueEntry"))
+        if self.tracker is not None:
+            self.tracker.resync(_events(channels, "CoreShowChannel"), _events(queues, "QueueEntry"))
+        if self.agents is not None:
+            self.agents.resync(_events(queues, "QueueParams"), _events(queues, "QueueMember"))
         self.resyncs += 1
-        log.info("AMI resync", extra={"calls": len(self.tracker.calls)})
+        log.info("AMI resync", extra={"calls": len(self.tracker.calls) if self.tracker else 0})
+        await self.bus.publish("ami.resynced", {"resyncs": self.resyncs})
 
     def _on_event(self, _manager: Manager, event: Any) -> None:
         try:

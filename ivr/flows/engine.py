@@ -416,6 +416,8 @@ class _Run:
                 return self.answer_survey(state, node, given)
             case LookupNode() if isinstance(given, LookupResult):
                 data = {"find": node.find, "result": given.status, "ms": self.took(state)}
+                if node.by == "value" and node.find != "http":  # what the caller gave: the pop
+                    data["value"] = render(node.value or "", state.vars)  # matches on it
                 self.journey("lookup", state, **data)
                 if given.status == "found":
                     state = replace(state, vars=_set(state.vars, node.variable, given.data))

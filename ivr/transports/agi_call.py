@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from time import monotonic as time_now
@@ -130,6 +130,7 @@ class AgiCall:
         safe_queue: str,
         parked: ParkedCalls | None = None,
         speech: SpeechListener | None = None,
+        publish: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.request = request
         self.plan = plan  # the call keeps the plan it started with
@@ -138,6 +139,7 @@ class AgiCall:
         self.safe_queue = safe_queue
         self.parked = parked
         self.speech = speech
+        self.publish = publish  # the event bus, where the screen pop learns the journey
         self.id = uuid.uuid4().hex
         self.part = IvrPart(self.id)
         self.state: State | None = None
@@ -327,8 +329,27 @@ class AgiCall:
         if not all(ROUTE_VALUE.fullmatch(value) for value in variables.values()):
             raise AgiError(f"route value unsafe for MSet: {variables}")
         pairs = ",".join(f"{name}={value}" for name, value in variables.items())
+        if route.kind == "queue" and self.publish is not None:
+            await self.publish("ivr.queued", self._queued())  # before the queue, and its pop
         await self._check((await self.request.send(f'EXEC MSet "{pairs}"')).value, "EXEC MSet")
         return "routed", f"{route.kind}:{route.target}"
+
+    def _queued(self) -> dict[str, Any]:
+        """What the agent's screen pop shows of the IVR part, as JSON-able data."""
+        fields = self.part.fields
+        started = fields.get("started_at")
+        return {
+            "call_id": self.id,
+            "linkedid": fields.get("linkedid"),
+            "flow": fields.get("flow"),
+            "entry": fields.get("entry"),
+            "language": self.state.language if self.state else None,
+            "started_at": started.isoformat() if started else None,
+            "ended_at": utcnow().isoformat(),
+            "events": [
+                {"kind": e["kind"], "node": e["node"], "data": e["data"]} for e in self.part.events
+            ],
+        }
 
     async def _fail_safe(self) -> str | None:
         """Route to the safe queue if the channel still answers; else the dialplan's fallback."""

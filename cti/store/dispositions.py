@@ -1,0 +1,147 @@
+"""What an agent records about a call they answered: an outcome code, notes, a
+commitment with a due date, a callback to make, and changes to the customer record.
+
+Everything of one disposition is written in one transaction. Only the agent who
+answered the call may write to it (`CallNotFound` otherwise: agents see only their
+own calls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from cti.matching import add_phone, normalise_number
+from cti.store.calls import upsert
+from cti.store.models import Call, Callback, Commitment, Customer, User
+
+
+class CallNotFound(LookupError):
+    """No call with this Linkedid answered by this agent."""
+
+
+@dataclass
+class Disposition:
+    code: str
+    notes: str = ""
+    customer_id: int | None = None
+    commitment: str = ""
+    commitment_due: date | None = None
+    callback_at: datetime | None = None
+    callback_number: str = ""
+    callback_reason: str = ""
+
+
+@dataclass
+class CustomerEdit:
+    name: str
+    account: str = ""
+    tier: str = "standard"
+    language: str = ""
+    phone: str = ""  # one more number for the record, any format
+
+
+def answered_by(sessions: sessionmaker[Session], linkedid: str, interface: str) -> None:
+    """Mark the call as the agent's on this interface (the queue connected them)."""
+    with sessions.begin() as db:
+        username = db.scalar(select(User.username).where(User.interface == interface))
+        if username is None:
+            return
+        dialect = db.get_bind().dialect.name
+        found = db.execute(update(Call).where(Call.linkedid == linkedid).values(agent=username))
+        if found.rowcount == 0:  # a call that reached the queue without our IVR
+            row = {"id": linkedid, "linkedid": linkedid, "agent": username}
+            db.execute(upsert(dialect, frozenset(row)), row)
+
+
+def _own_call(db: Session, linkedid: str, username: str) -> Call:
+    call = db.scalar(select(Call).where(Call.linkedid == linkedid, Call.agent == username).limit(1))
+    if call is None:
+        raise CallNotFound(linkedid)
+    return call
+
+
+def save_notes(sessions: sessionmaker[Session], linkedid: str, username: str, notes: str) -> None:
+    """Notes while the call goes on: the next agent sees them if it is transferred."""
+    with sessions.begin() as db:
+        _own_call(db, linkedid, username).notes = notes
+
+
+def save_disposition(
+    sessions: sessionmaker[Session], linkedid: str, username: str, given: Disposition
+) -> None:
+    with sessions.begin() as db:
+        call = _own_call(db, linkedid, username)
+        call.disposition, call.notes = given.code, given.notes
+        if given.customer_id is not None:
+            if db.get(Customer, given.customer_id) is None:
+                raise ValueError(f"customer {given.customer_id} does not exist")
+            call.customer_id = given.customer_id
+        if given.commitment:
+            if given.commitment_due is None:
+                raise ValueError("a commitment needs a due date")
+            db.add(
+                Commitment(
+                    linkedid=linkedid,
+                    customer_id=call.customer_id,
+                    text=given.commitment,
+                    due=given.commitment_due,
+                    created_by=username,
+                )
+            )
+        if given.callback_at is not None:
+            number = given.callback_number or call.caller_number or ""
+            if not number:
+                raise ValueError("a callback needs a number to call")
+            db.add(
+                Callback(
+                    linkedid=linkedid,
+                    customer_id=call.customer_id,
+                    number=number,
+                    due_at=given.callback_at,
+                    reason=given.callback_reason or given.code,
+                    created_by=username,
+                )
+            )
+
+
+def linked_to_agent(sessions: sessionmaker[Session], customer_id: int, username: str) -> bool:
+    """Whether the customer is on one of this agent's calls: all an agent may edit."""
+    with sessions() as db:
+        found = select(Call.id).where(Call.customer_id == customer_id, Call.agent == username)
+        return db.scalar(found.limit(1)) is not None
+
+
+def save_customer(
+    sessions: sessionmaker[Session], edit: CustomerEdit, region: str, customer_id: int | None
+) -> int:
+    """Create a customer (`customer_id` None) or change one; its id."""
+    with sessions.begin() as db:
+        customer = (
+            Customer(balance=Decimal("0")) if customer_id is None else db.get(Customer, customer_id)
+        )
+        if customer is None:
+            raise ValueError(f"customer {customer_id} does not exist")
+        if edit.account:
+            taken = db.scalar(
+                select(Customer.id).where(
+                    Customer.account_number == edit.account, Customer.id != customer.id
+                )
+            )
+            if taken is not None:
+                raise ValueError(f"account {edit.account} belongs to another customer")
+        customer.name = edit.name
+        customer.account_number = edit.account or customer.account_number
+        customer.tier = edit.tier or "standard"
+        customer.language = edit.language or None
+        if edit.phone and normalise_number(edit.phone, region) not in {
+            phone.e164 for phone in customer.phones
+        }:
+            add_phone(customer, edit.phone, region)
+        db.add(customer)
+        db.flush()
+        return customer.id
