@@ -173,6 +173,7 @@ class Service:
         await self.recognisers.stop()
         if self.ami:
             await self.ami.stop()
+        self.hub.close()
         self.web.should_exit = True
         await web
         await self.bus.stop()

@@ -20,13 +20,13 @@ from tests.support.service import ServiceProcess
 PASSWORD = "a long enough password"
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
+def chromium() -> webdriver.Chrome:
+    """A headless Chromium with a throwaway profile (removed when it quits)."""
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
         unavailable("Debian's chromium and chromium-driver are not installed")
     options = webdriver.ChromeOptions()
-    options.binary_location = chromium
+    options.binary_location = binary
     profile = tempfile.mkdtemp(prefix="chromium-")
     for flag in (
         "--headless",
@@ -36,13 +36,26 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        "--window-size=1280,1400",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    quit_browser = browser.quit
+
+    def quit() -> None:
+        quit_browser()
+        shutil.rmtree(profile, ignore_errors=True)
+
+    browser.quit = quit  # type: ignore[method-assign]
+    return browser
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    chrome = chromium()
     yield chrome
     chrome.quit()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait(browser: webdriver.Chrome) -> WebDriverWait:

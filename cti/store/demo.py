@@ -15,7 +15,13 @@ from cti.matching import add_phone
 from cti.store.models import Customer, Order
 from cti.store.users import add_user, user_exists
 
-USERS = (("ops", "ops"), ("supervisor", "supervisor"), ("agent1", "agent"))
+# name, role, phone: the demo agents are simulated phones in the sandbox ([ivr-agent]).
+USERS = (
+    ("ops", "ops", None),
+    ("supervisor", "supervisor", None),
+    ("agent1", "agent", "Local/agent1@ivr-agent/n"),
+    ("agent2", "agent", "Local/agent2@ivr-agent/n"),
+)
 CUSTOMERS = (
     # name, tier, account (Luhn-valid), balance, phones
     ("Ana Lopez", "vip", "12345674", "1250.00", ("+14155550100",)),
@@ -32,8 +38,8 @@ def seed(sessions: sessionmaker[Session], password: str) -> bool:
     """Add the demo data once; False when it is there already."""
     if user_exists(sessions, USERS[0][0]):
         return False
-    for name, role in USERS:
-        add_user(sessions, name, password, role)
+    for name, role, interface in USERS:
+        add_user(sessions, name, password, role, interface)
     with sessions.begin() as db:
         by_name = {}
         for name, tier, account, balance, phones in CUSTOMERS:

@@ -15,7 +15,15 @@ class UserError(ValueError):
     pass
 
 
-def add_user(sessions: sessionmaker[Session], username: str, password: str, role: str) -> None:
+def add_user(
+    sessions: sessionmaker[Session],
+    username: str,
+    password: str,
+    role: str,
+    interface: str | None = None,
+) -> None:
+    """`interface`: an agent's phone as a queue member in Asterisk (e.g. PJSIP/1001),
+    where their screen pops go."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if len(password) < MIN_PASSWORD:
@@ -23,7 +31,16 @@ def add_user(sessions: sessionmaker[Session], username: str, password: str, role
     if user_exists(sessions, username):
         raise UserError(f"user {username!r} exists already")
     with sessions.begin() as db:
-        db.add(User(username=username, password_hash=generate_password_hash(password), role=role))
+        if interface and db.scalar(select(User.id).where(User.interface == interface)):
+            raise UserError(f"interface {interface!r} belongs to another user")
+        db.add(
+            User(
+                username=username,
+                password_hash=generate_password_hash(password),
+                role=role,
+                interface=interface or None,
+            )
+        )
 
 
 def user_exists(sessions: sessionmaker[Session], username: str) -> bool:

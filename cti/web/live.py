@@ -51,7 +51,15 @@ class Stream:
         try:
             self.queue.put_nowait(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
         except asyncio.QueueFull:  # the browser is gone or stuck; it reconnects if alive
-            self.queue.put_nowait(b"")
+            self.end()
+
+    def end(self) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(b"")
+                return
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
 
 
 class LiveHub:
@@ -165,6 +173,11 @@ class LiveHub:
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "streams": len(self.streams)}
+
+    def close(self) -> None:
+        """End every stream (the service stops); browsers reconnect to the next one."""
+        for stream in self.streams:
+            stream.end()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -83,7 +83,7 @@ function showCustomers(pop) {
 }
 
 function stepText(s) {
-  const said = s.utterance ? `said "${s.utterance}" (${Math.round((s.confidence || 0) * 100)}%)` : s.value ? `pressed ${s.value}` : "";
+  const said = !s.mode ? "" : s.utterance ? `said "${s.utterance}" (${Math.round((s.confidence || 0) * 100)}%)` : s.value ? `pressed ${s.value}` : "";
   const facts = [s.kind, said, s.find && `${s.find} ${s.value || ""} ${s.result}`, s.language, s.queue && `queue ${s.queue}`, s.question && `${s.question} = ${s.answer}`, s.reason];
   return `${s.node || ""}: ${facts.filter(Boolean).join(" · ")}`;
 }

@@ -1,0 +1,268 @@
+"""Customers from a CSV file (`ivr customers import`), all or nothing.
+
+The file has a header row naming its columns: `name` (required), and optionally
+`account`, `tier`, `language`, `balance`, `currency`, `phones` (several separated
+by `;`). Every row is checked first; one bad row and nothing is imported, and each
+problem is reported as `FILE:LINE: field: message` (the header is line 1). A clean
+file goes in as one transaction, its phone numbers in E.164 like the matcher's.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TextIO
+
+import phonenumbers
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cti.store.models import Customer, CustomerPhone
+
+COLUMNS = ("account", "name", "tier", "language", "balance", "currency", "phones")
+# Limits of the columns in cti/store/models.py.
+MAX_LENGTH = {"account": 32, "name": 128, "tier": 16, "language": 8}
+MAX_BALANCE = Decimal("9999999999.99")  # Numeric(12, 2)
+CENT = Decimal("0.01")
+CURRENCY = re.compile(r"[A-Z]{3}")
+LOOKUP_CHUNK = 500  # accounts per "already in the database?" query
+
+
+class CustomerFileError(Exception):
+    """The file cannot be read at all: missing, unreadable, or not UTF-8 text."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    path: Path
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did: the errors (then nothing was imported) or the counts."""
+
+    path: Path
+    errors: list[RowError] = field(default_factory=list)
+    customers: int = 0
+    phones: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class _Row:
+    line: int
+    account: str | None
+    name: str
+    tier: str
+    language: str | None
+    balance: Decimal
+    currency: str
+    phones: list[str]
+
+
+def e164_of(number: phonenumbers.PhoneNumber) -> str:
+    """What cti.matching.normalise_number makes of a number it can parse, without parsing
+    it a second time (parsing is most of an import's time)."""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_region(region: str) -> str:
+    region = region.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region {region!r}; use a two-letter code such as US or GB")
+    return region
+
+
+def import_customers(
+    sessions: sessionmaker[Session], path: Path | str, region: str = "US"
+) -> ImportReport:
+    """Check every row of `path`, then import them all in one transaction, or none.
+
+    Raises CustomerFileError when the file cannot be read, ValueError for a bad region."""
+    path = Path(path)
+    region = check_region(region)
+    report = ImportReport(path)
+    rows = _read(path, region, report)
+    with sessions.begin() as db:
+        _check_existing_accounts(db, rows, report)
+        if report.errors:  # nothing was written; the transaction ends empty
+            report.errors.sort(key=lambda e: e.line)
+            return report
+        if not rows:  # (an insert with no rows would add one of defaults)
+            return report
+        ids = db.scalars(
+            insert(Customer).returning(Customer.id, sort_by_parameter_order=True),
+            [
+                {
+                    "account_number": row.account,
+                    "name": row.name,
+                    "tier": row.tier,
+                    "language": row.language,
+                    "balance": row.balance,
+                    "currency": row.currency,
+                }
+                for row in rows
+            ],
+        ).all()
+        phones = [
+            {"customer_id": customer_id, "e164": e164}
+            for customer_id, row in zip(ids, rows, strict=True)
+            for e164 in row.phones
+        ]
+        if phones:
+            db.execute(insert(CustomerPhone), phones)
+    report.customers, report.phones = len(rows), len(phones)
+    return report
+
+
+def _read(path: Path, region: str, report: ImportReport) -> list[_Row]:
+    """The rows read; the problems go to `report` (and then nothing is imported)."""
+    rows: list[_Row] = []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            records = _records(handle, path, report)
+            header = next(records, None)
+            if header is None:
+                report.errors.append(RowError(path, 1, "header", "the file is empty"))
+                return rows
+            columns = _columns(*header, path, report)
+            if columns is None:
+                return rows
+            first_line: dict[str, int] = {}
+            for line, values in records:
+                row = _row(line, columns, values, region, path, report)
+                if row is None:  # too many fields: its values mean nothing
+                    continue
+                if row.account is not None:
+                    if row.account in first_line:
+                        message = f"{row.account!r} is also on line {first_line[row.account]}"
+                        report.errors.append(RowError(path, line, "account", message))
+                    else:
+                        first_line[row.account] = line
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise CustomerFileError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from exc
+    except OSError as exc:
+        raise CustomerFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return rows
+
+
+def _records(handle: TextIO, path: Path, report: ImportReport) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each non-blank CSV record; a quoted field may span lines."""
+    reader = csv.reader(handle)
+    line = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.errors.append(RowError(path, reader.line_num, "csv", str(exc)))
+            return
+        if any(value.strip() for value in values):
+            yield line, values
+        line = reader.line_num + 1
+
+
+def _columns(line: int, header: list[str], path: Path, report: ImportReport) -> list[str] | None:
+    columns = [name.strip().lower() for name in header]
+    unknown = [name for name in columns if name not in COLUMNS]
+    problems = []
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        problems.append(f"unknown column(s) {names}; the columns are {', '.join(COLUMNS)}")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        problems.append(f"column(s) given twice: {', '.join(repeated)}")
+    if "name" not in columns:
+        problems.append("no 'name' column")
+    for message in problems:
+        report.errors.append(RowError(path, line, "header", message))
+    return None if problems else columns
+
+
+def _row(
+    line: int,
+    columns: list[str],
+    values: list[str],
+    region: str,
+    path: Path,
+    report: ImportReport,
+) -> _Row | None:
+    def error(name: str, message: str) -> None:
+        report.errors.append(RowError(path, line, name, message))
+
+    if len(values) > len(columns):
+        error("row", f"{len(values)} fields, but the header has {len(columns)}")
+        return None
+    given = dict(zip(columns, (v.strip() for v in values), strict=False))
+    for name, limit in MAX_LENGTH.items():
+        if len(given.get(name, "")) > limit:
+            error(name, f"longer than {limit} characters")
+    if not given.get("name"):
+        error("name", "is empty")
+    balance = Decimal("0")
+    if raw := given.get("balance"):
+        try:
+            balance = Decimal(raw)
+        except InvalidOperation:
+            error("balance", f"not a number: {raw!r}")
+        else:
+            if not balance.is_finite():
+                error("balance", f"not a number: {raw!r}")
+            elif abs(balance) > MAX_BALANCE:
+                error("balance", f"larger than {MAX_BALANCE}: {raw!r}")
+            elif balance != balance.quantize(CENT):
+                error("balance", f"more than 2 decimal places: {raw!r}")
+    currency = given.get("currency", "").upper() or "USD"
+    if not CURRENCY.fullmatch(currency):
+        error("currency", f"not a 3-letter code: {given['currency']!r}")
+    phones: list[str] = []
+    for raw in given.get("phones", "").split(";"):
+        if not (raw := raw.strip()):
+            continue
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_possible_number(number):
+            error("phones", f"not a possible phone number in {region}: {raw!r}")
+        elif (e164 := e164_of(number)) not in phones:
+            phones.append(e164)
+    return _Row(
+        line=line,
+        account=given.get("account") or None,
+        name=given.get("name", ""),
+        tier=given.get("tier") or "standard",
+        language=given.get("language") or None,
+        balance=balance,
+        currency=currency,
+        phones=phones,
+    )
+
+
+def _check_existing_accounts(db: Session, rows: list[_Row], report: ImportReport) -> None:
+    lines: dict[str, int] = {}
+    for row in rows:
+        if row.account is not None:
+            lines.setdefault(row.account, row.line)
+    accounts = list(lines)
+    for start in range(0, len(accounts), LOOKUP_CHUNK):
+        chunk = accounts[start : start + LOOKUP_CHUNK]
+        query = select(Customer.account_number).where(Customer.account_number.in_(chunk))
+        for account in db.scalars(query):
+            message = f"{account!r} is in the database already"
+            report.errors.append(RowError(report.path, lines[account], "account", message))
