@@ -29,7 +29,7 @@ test: venv debs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ivr prompts build
-	scripts/with-sandbox $(BIN)/pytest -n 4 $(PYTEST_ARGS)
+	scripts/with-sandbox sh -c '$(BIN)/pytest -n 4 $(PYTEST_ARGS) && $(BIN)/pytest -m restart $(PYTEST_ARGS)'
 
 bench: venv debs
 	scripts/with-sandbox $(BIN)/python -m bench
