@@ -12,23 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cti.store.models import Customer, CustomerPhone, Order
+from ivr.numbers import normalise_number
 
-
-def normalise_number(raw: str, region: str) -> str:
-    """E.164 for `raw` read in `region`; digits that cannot be parsed stay as they are.
-
-    Validity is not required: a short internal or test number still matches itself
-    however it was written."""
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return "".join(c for c in raw if c.isdigit() or c == "+")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+__all__ = ["Match", "add_phone", "customers_with_number", "match_customer", "normalise_number"]
 
 
 @dataclass

@@ -50,6 +50,27 @@ def cmd_db_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_customers_import(settings: Settings, args: argparse.Namespace) -> int:
+    """All rows or none: each bad row as FILE:LINE: field: message on stderr."""
+    from cti.store.customer_import import CustomerFileError, import_customers
+    from cti.store.db import make_engine, session_factory
+
+    sessions = session_factory(make_engine(settings.database.url))
+    try:
+        report = import_customers(sessions, args.file, args.region)
+    except (CustomerFileError, ValueError) as exc:
+        print(f"ivr customers import: {exc}", file=sys.stderr)
+        return 2
+    if report.errors:
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        count = len(report.errors)
+        print(f"nothing imported: {count} error{'s' * (count != 1)}", file=sys.stderr)
+        return 1
+    print(f"imported {report.customers} customers ({report.phones} phone numbers) from {args.file}")
+    return 0
+
+
 def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
     from cti.store.db import make_engine, session_factory
     from cti.store.users import UserError, add_user
@@ -60,7 +81,11 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
         password = getpass.getpass(f"password for {args.username}: ")
     try:
         add_user(
-            session_factory(make_engine(settings.database.url)), args.username, password, args.role
+            session_factory(make_engine(settings.database.url)),
+            args.username,
+            password,
+            args.role,
+            args.interface,
         )
     except UserError as exc:
         print(f"ivr user add: {exc}", file=sys.stderr)
@@ -227,10 +252,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="file that receives the demo password (mode 0600)",
     )
 
+    customers = group("customers", "Manage customer records.")
+    imports = command(
+        customers, "import", cmd_customers_import, "Add customers from a CSV file, all or none."
+    )
+    imports.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="header: name, account, tier, language, balance, currency, phones",
+    )
+    imports.add_argument(
+        "--region", default="US", help="for numbers without +country code (default: US)"
+    )
+
     users = group("user", "Manage web users.")
     add = command(users, "add", cmd_user_add, "Add a user (agent, supervisor or ops).")
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument(
+        "--interface",
+        help="an agent's phone as Asterisk names it in queues (e.g. PJSIP/1001): pops go there",
+    )
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )

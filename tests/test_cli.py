@@ -59,6 +59,12 @@ def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
         "user", "add", "bo", "--role", "agent", "--password-stdin", cwd=tmp_path, stdin="short\n"
     )
     assert short.returncode == 1 and "at least 10 characters" in short.stderr
+    phone = ("--interface", "PJSIP/1001", "--password-stdin")
+    first = run("user", "add", "cy", "--role", "agent", *phone, cwd=tmp_path, stdin="x" * 12)
+    assert first.returncode == 0, first.stderr
+    taken = run("user", "add", "di", "--role", "agent", *phone, cwd=tmp_path, stdin="x" * 12)
+    assert taken.returncode == 1
+    assert "interface 'PJSIP/1001' belongs to another user" in taken.stderr
 
 
 def test_call_refuses_keys_it_cannot_press(tmp_path: Path) -> None:

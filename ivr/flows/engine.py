@@ -13,8 +13,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
-
 from ivr.flows.actions import (
     Action,
     Given,
@@ -57,6 +55,7 @@ from ivr.flows.nodes import (
     normal_phrase,
 )
 from ivr.flows.plan import DialPlan, Flow
+from ivr.numbers import normalise_number
 
 MAX_HOPS = 200  # nodes passed in one step before the flow is judged to loop
 YES = ("yes", "yeah", "yep", "correct", "right", "that's right")
@@ -77,7 +76,7 @@ def start(plan: DialPlan, flow: str, now: datetime, **vars: Any) -> State:
     definition = plan.flows[flow]
     seeded = dict(vars)
     caller = dict(seeded.get("caller", {}))
-    caller["e164"] = e164(str(caller.get("number", "")), definition.region)
+    caller["e164"] = normalise_number(str(caller.get("number", "")), definition.region)
     seeded["caller"] = caller
     return State(
         flow=flow,
@@ -110,17 +109,6 @@ def resume(plan: DialPlan, state: State, why: str, now: datetime) -> tuple[list[
     run.journey("overflow", state, queue=node.queue, max_wait=node.max_wait)
     state, _ = run.goto(replace(state, done=False), node.overflow)
     return run.advance(state)
-
-
-def e164(number: str, region: str) -> str:
-    """The caller ID in E.164 form, or the digits as given when it is not a valid number."""
-    try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        return number
-    if not phonenumbers.is_valid_number(parsed):
-        return number
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def render(template: str, vars: dict[str, Any]) -> str:
