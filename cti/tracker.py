@@ -10,6 +10,7 @@ low-level events into a few typed ones:
 ``call.ringing``        an agent's phone rings for it (AgentCalled)
 ``call.ring_no_answer`` that agent did not answer (AgentRingNoAnswer)
 ``call.answered``       an agent answered (AgentConnect)
+``call.completed``      the agent's part ended (AgentComplete): talk time, who hung up
 ``call.transferred``    a blind or attended transfer moved it (Blind/AttendedTransfer)
 ``call.abandoned``      the caller hung up while queued (QueueCallerAbandon)
 ``call.ended``          its last channel hung up
@@ -42,6 +43,7 @@ class TrackedCall:
     ringing: set[str] = field(default_factory=set)  # agent interfaces being rung
     agent: str | None = None
     queued_at: float | None = None  # epoch seconds it joined its queue
+    ivr_call_id: str | None = None  # our IVR's id for the call, when it passed the IVR
 
     def public(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class TrackedCall:
             "state": self.state,
             "agent": self.agent,
             "queued_at": self.queued_at,
+            "ivr_call_id": self.ivr_call_id,
             "ringing": sorted(self.ringing),
             "channels": sorted(self.channels),
         }
@@ -65,6 +68,8 @@ class CallTracker:
     async def _on_bus(self, topic: str, event: dict[str, Any]) -> None:
         if topic.startswith("ami."):
             await self.handle(event)
+        elif topic == "ivr.queued" and event.get("linkedid") in self.calls:
+            self.calls[event["linkedid"]].ivr_call_id = event.get("call_id")
 
     async def handle(self, event: dict[str, Any]) -> None:
         """One AMI event (a dict of its headers)."""
@@ -78,6 +83,8 @@ class CallTracker:
         if name in ("AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer"):
             # Agent events carry both sides; the caller's Linkedid is the call.
             linkedid = event.get("Linkedid") or event.get("DestLinkedid")
+        elif name in ("BlindTransfer", "AttendedTransfer"):  # the party moved is the call
+            linkedid = event.get("TransfereeLinkedid") or event.get("OrigTransfererLinkedid")
         else:
             linkedid = event.get("Linkedid")
         call = self.calls.get(linkedid or "")
@@ -101,6 +108,13 @@ class CallTracker:
             call.state, call.agent = "answered", agent
             call.ringing.clear()
             await self._publish("call.answered", call, hold_seconds=_int(event, "HoldTime"))
+        elif name == "AgentComplete":
+            await self._publish(
+                "call.completed",
+                call,
+                talk_seconds=_int(event, "TalkTime"),
+                hung_up_by=event.get("Reason"),
+            )
         elif name == "QueueCallerAbandon":
             call.state = "abandoned"
             await self._publish("call.abandoned", call, hold_seconds=_int(event, "HoldTime"))

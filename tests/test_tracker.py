@@ -74,23 +74,43 @@ class Scenario:
         return [t for t, e in self.seen if e["linkedid"] == linkedid]
 
 
-def test_offered_ringing_answered_ended_then_an_abandon(asterisk) -> None:
+def test_offered_ringing_answered_transferred_ended_then_an_abandon(asterisk) -> None:
     async def scenario() -> None:
         async with Scenario(asterisk.ami) as s:
             agent = f"Local/agent{uuid.uuid4().hex[:8]}@ivr-agent/n"
             added = await s.action(False, Action="QueueAdd", Queue=QUEUE, Interface=agent)
             assert added.get("Response") == "Success", dict(added)
             try:
-                call = await s.caller(hold=20)
+                call = await s.caller(hold=40)
                 answered = await s.until("call.answered", call)
                 assert answered["queue"] == QUEUE and answered["agent"] == agent
                 assert answered["caller"] == "+14155550123"
                 assert s.tracker.calls[call].state == "answered"
-                await s.until("call.ended", call)
+                # The agent blind-transfers the caller back into the queue (to a colleague:
+                # here the same simulated phone, rung again after its wrap-up time).
+                phone = next(
+                    c
+                    for c in s.tracker.calls[call].channels
+                    if c.startswith(agent.split("/n")[0].replace("@ivr-agent", "@ivr-agent-"))
+                    and c.endswith(";1")
+                )
+                moved = await s.action(
+                    Action="BlindTransfer", Channel=phone, Context="ivr-route", Exten="queue"
+                )
+                assert moved.get("Response") == "Success", dict(moved)
+                transferred = await s.until("call.transferred", call)
+                assert transferred["how"] == "Blind"
+                await s.until("call.ended", call, timeout=40)
                 assert s.topics(call) == [
                     "call.offered",
                     "call.ringing",
                     "call.answered",
+                    "call.transferred",
+                    "call.completed",  # the first agent's part ends with the transfer
+                    "call.offered",
+                    "call.ringing",
+                    "call.answered",
+                    "call.completed",
                     "call.ended",
                 ]
                 assert call not in s.tracker.calls
