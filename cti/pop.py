@@ -213,6 +213,9 @@ class ScreenPops:
         self.parts: dict[str, dict[str, Any]] = {}  # linkedid -> what the IVR published
         self.pops: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self.answered: dict[str, str] = {}  # linkedid -> interface of the agent on it
+        # linkedid -> agents whose pop shows it ringing. Asterisk cancels the other phones
+        # of a ringall queue without AgentRingNoAnswer: their pops are withdrawn here.
+        self.rung: dict[str, set[str]] = {}
         bus.subscribe("ivr.queued", self._on_ivr)
         bus.subscribe("*", self._on_call)
 
@@ -241,11 +244,15 @@ class ScreenPops:
             pop = await self._ready(call)
             if pop is not None and linkedid in self.answered:  # rang again after a transfer
                 pop["notes"] = await asyncio.to_thread(self.builder.notes, linkedid)
+            self.rung.setdefault(linkedid, set()).add(call["agent"])
             await self._send(call["agent"], "ringing", call, pop)
         elif topic == "call.ring_no_answer" and call.get("agent"):
+            self.rung.get(linkedid, set()).discard(call["agent"])
             await self._send(call["agent"], "withdrawn", call, None)
         elif topic == "call.answered" and call.get("agent"):
             self.answered[linkedid] = call["agent"]
+            for other in sorted(self.rung.pop(linkedid, set()) - {call["agent"]}):
+                await self._send(other, "withdrawn", call, None)
             await self._send(call["agent"], "answered", call, await self._ready(call))
             try:  # the call is now this agent's: theirs to see and to disposition
                 await asyncio.to_thread(answered_by, self.builder.sessions, linkedid, call["agent"])
@@ -254,7 +261,8 @@ class ScreenPops:
         elif topic == "call.transferred" and linkedid in self.answered:
             await self._send(self.answered[linkedid], "transferred", call, None)
         elif topic in ("call.ended", "call.abandoned"):
-            for agent in {self.answered.pop(linkedid, None), *call.get("ringing", ())} - {None}:
+            told = {self.answered.pop(linkedid, None), *self.rung.pop(linkedid, set())}
+            for agent in sorted(told - {None}):
                 await self._send(str(agent), "ended", call, None)
             if topic == "call.ended":
                 self.pops.pop(linkedid, None)
@@ -263,8 +271,9 @@ class ScreenPops:
     async def _ready(self, call: dict[str, Any]) -> dict[str, Any] | None:
         try:
             return dict(await self._pop(call))
-        except Exception:
+        except Exception:  # the agent still gets the call; the next ring tries again
             log.exception("screen pop could not be built", extra={"linkedid": call["linkedid"]})
+            self.pops.pop(call["linkedid"], None)
             return None
 
     async def _send(
