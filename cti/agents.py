@@ -42,15 +42,11 @@ class AgentStates:
         self.bus = bus
         self.members: dict[str, dict[str, Membership]] = {}  # interface -> queue -> state
         self.queues: set[str] = set()
-        bus.subscribe("*", self._on_bus)
-
-    async def _on_bus(self, topic: str, event: dict[str, Any]) -> None:
-        if topic.startswith("ami.QueueMember"):
-            await self.handle(event)
 
     async def handle(self, event: dict[str, Any]) -> None:
-        name, interface, queue = event.get("Event"), _interface(event), event.get("Queue", "")
-        if not interface or not queue:
+        """One AMI event (a dict of its headers); only QueueMember* events count."""
+        name, interface, queue = event.get("Event", ""), _interface(event), event.get("Queue", "")
+        if not name.startswith("QueueMember") or not interface or not queue:
             return
         self.queues.add(queue)
         if name == "QueueMemberRemoved":

@@ -63,12 +63,10 @@ class CallTracker:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.calls: dict[str, TrackedCall] = {}
-        bus.subscribe("*", self._on_bus)
+        bus.subscribe("ivr.queued", self._on_ivr)
 
-    async def _on_bus(self, topic: str, event: dict[str, Any]) -> None:
-        if topic.startswith("ami."):
-            await self.handle(event)
-        elif topic == "ivr.queued" and event.get("linkedid") in self.calls:
+    async def _on_ivr(self, _topic: str, event: dict[str, Any]) -> None:
+        if event.get("linkedid") in self.calls:
             self.calls[event["linkedid"]].ivr_call_id = event.get("call_id")
 
     async def handle(self, event: dict[str, Any]) -> None:

@@ -74,21 +74,21 @@ class Service:
         }
         self.recognisers = SpeechWorkers(speech.engine, models, speech.workers)
         self.speech = SpeechListener(self.audiosocket, self.recognisers, settings.paths.prompts)
+        # The process that holds the AMI connection follows calls and sends pops; with
+        # the Redis bus, other processes (more FastAGI nodes) only publish to it.
         self.tracker = CallTracker(self.bus)
         self.agents = AgentStates(self.bus)
-        cti = settings.cti
-        self.pops = ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
-        self.ami = (
-            AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
-            if settings.ami.enabled
-            else None
-        )
+        self.ami: AmiBridge | None = None
+        if settings.ami.enabled:
+            self.ami = AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
+            cti = settings.cti
+            ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
         self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
         app = create_app(
             self.sessions,
             settings.session_key(),
             self.health,
-            cti,
+            settings.cti,
             self._ami_send if self.ami else None,
         )
         web = settings.web

@@ -1,10 +1,11 @@
 """AMI bridge: keeps one logged-in panoramisk Manager connection to Asterisk.
 
 Reconnects with exponential backoff and logs each state change. Events are
-queued off panoramisk's read loop and handed to the bus by a consumer task, so
-a slow subscriber never blocks AMI. After every login and every FullyBooted (both
-follow a gap in the event stream) the call tracker is resynchronised from
-CoreShowChannels and QueueStatus, and so are the agent states.
+queued off panoramisk's read loop and handed to the call tracker and the agent
+states by a consumer task, so a slow handler never blocks AMI. Raw AMI events stay
+in this process; only the business events they become go on the bus. After every
+login and every FullyBooted (both follow a gap in the event stream) the call tracker
+and the agent states are resynchronised from CoreShowChannels and QueueStatus.
 
 `send` runs one action for others (the agent desktop's QueueAdd, QueuePause, ...).
 """
@@ -174,7 +175,14 @@ class AmiBridge:
             if event.event == "FullyBooted":
                 log.info("Asterisk fully booted", extra={"ami": self.address})
                 await self.resync()
-            await self.bus.publish("ami." + event.event, dict(event))
+                continue
+            fields = dict(event)
+            for handler in (self.tracker, self.agents):
+                if handler is not None:
+                    try:
+                        await handler.handle(fields)
+                    except Exception:
+                        log.exception("AMI event handler failed", extra={"event": event.event})
 
     def _next_delay(self) -> float:
         delay, self.delay = self.delay, min(self.delay * 2, self.settings.reconnect_max_delay)

@@ -29,7 +29,12 @@ MAX_LENGTH = {"account": 32, "name": 128, "tier": 16, "language": 8}
 MAX_BALANCE = Decimal("9999999999.99")  # Numeric(12, 2)
 CENT = Decimal("0.01")
 CURRENCY = re.compile(r"[A-Z]{3}")
-LOOKUP_CHUNK = 500  # accounts per "already in the database?" query
+# A file with up to LOOKUP_CHUNK * LOOKUP_QUERIES accounts asks the database about them in
+# that many IN (...) queries; a bigger one reads every stored account number once instead.
+# (Against a freshly imported 100k-row table, 200 IN queries were seen to take minutes on
+# PostgreSQL; one read of all the accounts takes seconds.)
+LOOKUP_CHUNK = 500
+LOOKUP_QUERIES = 4
 
 
 class CustomerFileError(Exception):
@@ -260,9 +265,16 @@ def _check_existing_accounts(db: Session, rows: list[_Row], report: ImportReport
         if row.account is not None:
             lines.setdefault(row.account, row.line)
     accounts = list(lines)
-    for start in range(0, len(accounts), LOOKUP_CHUNK):
-        chunk = accounts[start : start + LOOKUP_CHUNK]
-        query = select(Customer.account_number).where(Customer.account_number.in_(chunk))
-        for account in db.scalars(query):
-            message = f"{account!r} is in the database already"
-            report.errors.append(RowError(report.path, lines[account], "account", message))
+    stored = select(Customer.account_number)
+    if len(accounts) > LOOKUP_CHUNK * LOOKUP_QUERIES:
+        queries = [stored.where(Customer.account_number.is_not(None))]
+    else:
+        queries = [
+            stored.where(Customer.account_number.in_(accounts[start : start + LOOKUP_CHUNK]))
+            for start in range(0, len(accounts), LOOKUP_CHUNK)
+        ]
+    for query in queries:
+        for account in db.scalars(query.execution_options(yield_per=10_000)):
+            if account in lines:
+                message = f"{account!r} is in the database already"
+                report.errors.append(RowError(report.path, lines[account], "account", message))
