@@ -218,9 +218,9 @@ class RedisBus:
         await self.local.publish(topic, event)
 
 
-def make_bus(backend: str, redis_url: str) -> Bus:
+def make_bus(backend: str, redis_url: str, prefix: str = "ivr.") -> Bus:
     if backend == "inprocess":
         return InProcessBus()
     if backend == "redis":
-        return RedisBus(redis_url)
+        return RedisBus(redis_url, prefix)
     raise ValueError(f"unknown bus backend {backend!r}, expected one of: {', '.join(BACKENDS)}")

@@ -42,6 +42,8 @@ class DatabaseSettings(_Section):
 class BusSettings(_Section):
     backend: Literal["inprocess", "redis"] = "inprocess"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Pub/sub ignores Redis database numbers: deployments sharing a server need their own.
+    channel_prefix: str = Field("ivr.", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class AmiSettings(_Section):

@@ -63,7 +63,9 @@ class Service:
         self.calls = CallLog(self.sessions)
         self.directory = Directory(self.sessions)
         self.parked = ParkedCalls()
-        self.bus = make_bus(settings.bus.backend, settings.bus.redis_url)
+        self.bus = make_bus(
+            settings.bus.backend, settings.bus.redis_url, settings.bus.channel_prefix
+        )
         agi = settings.agi
         self.agi = FastAgiServer(self._on_call, agi.host, agi.port, agi.allow, agi.command_timeout)
         speech = settings.speech

@@ -36,7 +36,11 @@ pytestmark = pytest.mark.asterisk
 QUEUE = "desktop"
 PASSWORD = "a long enough password"
 ARTIFACTS = REPO / "var" / "test-artifacts"
-PLAN = f"""
+
+
+def desk_plan(queue: str) -> str:
+    """Two entries into `queue`: one asks for an account number first, one goes straight."""
+    return f"""
 entries:
   "5553001": desk_account
   "5553002": desk_direct
@@ -59,12 +63,12 @@ flows:
         value: ${{account_number}}
         found: queue
         not_found: queue
-      queue: {{type: queue, queue: {QUEUE}}}
+      queue: {{type: queue, queue: {queue}}}
   desk_direct:
     start: queue
     language: en
     nodes:
-      queue: {{type: queue, queue: {QUEUE}}}
+      queue: {{type: queue, queue: {queue}}}
 """
 
 
@@ -121,7 +125,7 @@ def member_of(ami: AmiClient, interface: str) -> dict[str, Any] | None:
 
 @pytest.fixture
 def desk(asterisk: Sandbox, ami: AmiClient, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    _, env = own_plans(tmp_path, **{"desk.yaml": PLAN})
+    _, env = own_plans(tmp_path, **{"desk.yaml": desk_plan(QUEUE)})
     env |= {"IVR_AMI__ENABLED": "true", "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value()}
     service = ServiceProcess(tmp_path, env).start()
     sessions = session_factory(make_engine(service.db_url))

@@ -33,9 +33,13 @@ class AmiClient:
             self.events.append(dict(event))
             self.changed.notify_all()
 
-    def action(self, action: dict[str, Any], timeout: float = 40) -> Any:
+    def action(
+        self, action: dict[str, Any], timeout: float = 40, as_list: bool | None = None
+    ) -> Any:
+        """`as_list=False` for QueueAdd: panoramisk takes its reply for a list's start."""
+
         async def send() -> Any:
-            return await self.manager.send_action(action)
+            return await self.manager.send_action(action, as_list=as_list)
 
         return self._run(send(), timeout)
 
