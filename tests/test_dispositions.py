@@ -27,7 +27,7 @@ from cti.store.dispositions import (
     save_disposition,
     save_notes,
 )
-from cti.store.models import Call, Callback, Commitment, Customer
+from cti.store.models import AgentLeg, Call, Callback, Commitment, Customer
 from cti.store.users import add_user
 
 ALICE, BOB = "PJSIP/1001", "PJSIP/1002"
@@ -201,12 +201,23 @@ def test_an_unknown_customer_is_refused_and_nothing_changes(desk: Desk) -> None:
 # -- who answered
 
 
-def test_answering_makes_the_call_the_agents(desk: Desk) -> None:
+def test_after_a_transfer_each_agent_keeps_their_own_disposition(desk: Desk) -> None:
     assert stored_call(desk).agent == "bob"
+    save_notes(desk.sessions, CALL, "bob", "wants a refund")
     answered_by(desk.sessions, CALL, ALICE)  # transferred to Alice, who answers
     assert stored_call(desk).agent == "alice"
-    with pytest.raises(CallNotFound):
-        save_notes(desk.sessions, CALL, "bob", "too late")
+    save_disposition(desk.sessions, CALL, "bob", Disposition("escalated", notes="to billing"))
+    save_disposition(desk.sessions, CALL, "alice", Disposition("resolved", notes="refunded"))
+    with desk.sessions() as db:
+        legs = db.execute(
+            select(AgentLeg.username, AgentLeg.disposition, AgentLeg.notes).order_by(AgentLeg.id)
+        ).all()
+    assert [tuple(leg) for leg in legs] == [
+        ("bob", "escalated", "to billing"),
+        ("alice", "resolved", "refunded"),
+    ]
+    call = stored_call(desk)  # the call shows the latest
+    assert (call.disposition, call.notes) == ("resolved", "refunded")
 
 
 def test_a_call_that_skipped_the_ivr_gets_a_row_when_answered(desk: Desk) -> None:

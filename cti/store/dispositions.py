@@ -1,9 +1,11 @@
 """What an agent records about a call they answered: an outcome code, notes, a
 commitment with a due date, a callback to make, and changes to the customer record.
 
-Everything of one disposition is written in one transaction. Only the agent who
+Everything of one disposition is written in one transaction. Only an agent who
 answered the call may write to it (`CallNotFound` otherwise: agents see only their
-own calls).
+own calls). Each agent's notes and disposition are kept on their leg of the call
+(`AgentLeg`); the call row shows the latest, which is what the next agent of a
+transferred call sees.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone, normalise_number
 from cti.store.calls import upsert
-from cti.store.models import Call, Callback, Commitment, Customer, User
+from cti.store.models import AgentLeg, Call, Callback, Commitment, Customer, User, utcnow
 
 
 class CallNotFound(LookupError):
@@ -56,27 +58,34 @@ def answered_by(sessions: sessionmaker[Session], linkedid: str, interface: str) 
         if found.rowcount == 0:  # a call that reached the queue without our IVR
             row = {"id": linkedid, "linkedid": linkedid, "agent": username}
             db.execute(upsert(dialect, frozenset(row)), row)
+        leg = {"linkedid": linkedid, "username": username}
+        if db.scalar(select(AgentLeg.id).filter_by(**leg)) is None:
+            db.add(AgentLeg(**leg))
 
 
-def _own_call(db: Session, linkedid: str, username: str) -> Call:
-    call = db.scalar(select(Call).where(Call.linkedid == linkedid, Call.agent == username).limit(1))
-    if call is None:
+def _own_leg(db: Session, linkedid: str, username: str) -> tuple[Call, AgentLeg]:
+    leg = db.scalar(select(AgentLeg).filter_by(linkedid=linkedid, username=username))
+    call = db.scalar(select(Call).where(Call.linkedid == linkedid).limit(1))
+    if leg is None or call is None:
         raise CallNotFound(linkedid)
-    return call
+    return call, leg
 
 
 def save_notes(sessions: sessionmaker[Session], linkedid: str, username: str, notes: str) -> None:
     """Notes while the call goes on: the next agent sees them if it is transferred."""
     with sessions.begin() as db:
-        _own_call(db, linkedid, username).notes = notes
+        call, leg = _own_leg(db, linkedid, username)
+        call.notes = leg.notes = notes
 
 
 def save_disposition(
     sessions: sessionmaker[Session], linkedid: str, username: str, given: Disposition
 ) -> None:
     with sessions.begin() as db:
-        call = _own_call(db, linkedid, username)
-        call.disposition, call.notes = given.code, given.notes
+        call, leg = _own_leg(db, linkedid, username)
+        call.disposition = leg.disposition = given.code
+        call.notes = leg.notes = given.notes
+        leg.disposed_at = utcnow()
         if given.customer_id is not None:
             if db.get(Customer, given.customer_id) is None:
                 raise ValueError(f"customer {given.customer_id} does not exist")
@@ -112,7 +121,11 @@ def save_disposition(
 def linked_to_agent(sessions: sessionmaker[Session], customer_id: int, username: str) -> bool:
     """Whether the customer is on one of this agent's calls: all an agent may edit."""
     with sessions() as db:
-        found = select(Call.id).where(Call.customer_id == customer_id, Call.agent == username)
+        found = (
+            select(Call.id)
+            .join(AgentLeg, AgentLeg.linkedid == Call.linkedid)
+            .where(Call.customer_id == customer_id, AgentLeg.username == username)
+        )
         return db.scalar(found.limit(1)) is not None
 
 

@@ -136,6 +136,22 @@ class Order(Base):
     customer: Mapped[Customer | None] = relationship(back_populates="orders")
 
 
+class AgentLeg(Base):
+    """One agent's part of a call: answered, then their own notes and disposition. A
+    transferred call has one per agent; the call row keeps the latest of them."""
+
+    __tablename__ = "call_agents"
+    __table_args__ = (UniqueConstraint("linkedid", "username"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    linkedid: Mapped[str] = mapped_column(String(64), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    notes: Mapped[str | None] = mapped_column(Text)
+    disposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Commitment(Base):
     """A promise an agent made to a customer on a call, due by a date."""
 

@@ -1,4 +1,4 @@
-"""commitments, callbacks; per call its agent, disposition and customer; agent interface
+"""commitments, callbacks, agent legs; per call its agent, disposition and customer; agent interface
 
 Revision ID: 0003
 Revises: 0002
@@ -31,6 +31,20 @@ def upgrade() -> None:
     with op.batch_alter_table('callbacks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_callbacks_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_callbacks_linkedid'), ['linkedid'], unique=False)
+
+    op.create_table('call_agents',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('linkedid', sa.String(length=64), nullable=False),
+    sa.Column('username', sa.String(length=64), nullable=False),
+    sa.Column('answered_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('disposition', sa.String(length=32), nullable=True),
+    sa.Column('notes', sa.Text(), nullable=True),
+    sa.Column('disposed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('linkedid', 'username')
+    )
+    with op.batch_alter_table('call_agents', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_call_agents_linkedid'), ['linkedid'], unique=False)
 
     op.create_table('commitments',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -80,6 +94,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_commitments_customer_id'))
 
     op.drop_table('commitments')
+    with op.batch_alter_table('call_agents', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_call_agents_linkedid'))
+
+    op.drop_table('call_agents')
     with op.batch_alter_table('callbacks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_callbacks_linkedid'))
         batch_op.drop_index(batch_op.f('ix_callbacks_customer_id'))
