@@ -144,8 +144,18 @@ def desk(asterisk: Sandbox, ami: AmiClient, tmp_path: Path) -> Iterator[dict[str
         add_user(sessions, name, PASSWORD, "agent", f"Local/{name}@ivr-agent/n")
         browsers.append(chromium())
         agents.append(Agent(name, browsers[-1]))
+    boss = f"boss{tag}"
+    add_user(sessions, boss, PASSWORD, "supervisor")
+    browsers.append(chromium())
+    supervisor = Agent(boss, browsers[-1])  # logs in the same way, and sees the floor
     try:
-        yield {"service": service, "sessions": sessions, "agents": agents, "account": account}
+        yield {
+            "service": service,
+            "sessions": sessions,
+            "agents": agents,
+            "supervisor": supervisor,
+            "account": account,
+        }
     finally:
         for agent in agents:  # queues.conf keeps members over restarts: never leave one
             ami.action({"Action": "QueueRemove", "Queue": QUEUE, "Interface": agent.interface})
@@ -159,6 +169,8 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
 ) -> None:
     service: ServiceProcess = desk["service"]
     a, b = desk["agents"]
+    boss: Agent = desk["supervisor"]
+    boss.log_in(service.web_url)
     for agent in (a, b):
         agent.log_in(service.web_url)
         agent.queue_row().find_element(By.CSS_SELECTOR, "button.join").click()
@@ -196,6 +208,18 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
     # Answered (the simulated phone picks up after a ring): the agent records the outcome.
     a.until(lambda _: a.browser.find_element(By.ID, "wrapup").is_displayed())
     linkedid = a.pop().get_attribute("data-linkedid")
+
+    # The supervisor's floor shows the call in progress and the agents by state.
+    def floor(table: str) -> list[str]:  # read at once: the floor redraws twice a second
+        script = f"return [...document.querySelectorAll('#{table} tbody tr')].map(r => r.innerText)"
+        return boss.browser.execute_script(script)
+
+    boss.until(lambda _: any(linkedid in r and "answered" in r for r in floor("calls")))
+    agents = floor("agents")
+    assert any(b.interface in r and "paused (lunch)" in r for r in agents), agents
+    queues = floor("queues")
+    assert any(r.startswith(QUEUE + "\t") and "1 paused" in r for r in queues), queues
+    boss.screenshot("floor.png")
     form = a.browser.find_element(By.ID, "disposition")
     Select(form.find_element(By.NAME, "code")).select_by_value("needs_follow_up")
     form.find_element(By.NAME, "notes").send_keys("Disputes the October fee.")
