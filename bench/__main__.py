@@ -1,6 +1,14 @@
 """Benchmarks: `make bench` (python -m bench). Each prints ratios measured side by side."""
 
-from bench import agi_commands, asterisk_cost, engine_steps, fastagi_load, plan_loading, speech
+from bench import (
+    agi_commands,
+    asterisk_cost,
+    engine_steps,
+    fastagi_load,
+    plan_loading,
+    pop_latency,
+    speech,
+)
 
 agi_commands.run()
 engine_steps.run()
@@ -8,3 +16,4 @@ plan_loading.run()
 fastagi_load.run()
 asterisk_cost.run()
 speech.run()
+pop_latency.run()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.bus import Bus
@@ -92,13 +94,6 @@ class PopBuilder:
             keys = typed_keys(events)
             found = match_customer(db, caller, self.region, keys.get("account"), keys.get("order"))
             customers = [self.card(db, customer) for customer in found.customers[:5]]
-            if len(found.customers) == 1:
-                db.execute(
-                    update(Call)
-                    .where(Call.linkedid == linkedid)
-                    .values(customer_id=found.customers[0].id)
-                )
-                db.commit()
         return {
             "linkedid": linkedid,
             "caller": caller,
@@ -185,17 +180,29 @@ class PopBuilder:
 
     @staticmethod
     def _stored_part(db: Session, linkedid: str) -> dict[str, Any] | None:
-        call = db.scalar(
-            select(Call).where(Call.linkedid == linkedid).order_by(Call.started_at).limit(1)
+        call = (
+            db.connection()
+            .execute(
+                select(Call.id, Call.flow, Call.entry, Call.started_at, Call.ivr_ended_at)
+                .where(Call.linkedid == linkedid)
+                .order_by(Call.started_at)
+                .limit(1)
+            )
+            .first()
         )
-        if call is None:
+        if call is None:  # the call did not pass our IVR
             return None
+        events = db.execute(
+            select(JourneyEvent.kind, JourneyEvent.node, JourneyEvent.data)
+            .where(JourneyEvent.call_id == call.id)
+            .order_by(JourneyEvent.seq)
+        )
         return {
             "flow": call.flow,
             "entry": call.entry,
             "started_at": _iso(call.started_at),
             "ended_at": _iso(call.ivr_ended_at),
-            "events": [{"kind": e.kind, "node": e.node, "data": e.data} for e in call.journey],
+            "events": [{"kind": kind, "node": node, "data": data} for kind, node, data in events],
         }
 
     def notes(self, linkedid: str) -> str:
@@ -205,75 +212,122 @@ class PopBuilder:
 
 
 class ScreenPops:
-    """The live side: follows the tracker's ``call.*`` events and sends ``pop`` events."""
+    """The live side: follows the tracker's ``call.*`` events and sends ``pop`` events.
+
+    Nothing here makes the event stream wait: each call's pop events go out from a task
+    of their own, in the order of that call's events."""
 
     def __init__(self, bus: Bus, builder: PopBuilder) -> None:
         self.bus = bus
         self.builder = builder
-        self.parts: dict[str, dict[str, Any]] = {}  # linkedid -> what the IVR published
-        self.pops: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.pops: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.answered: dict[str, str] = {}  # linkedid -> interface of the agent on it
         # linkedid -> agents whose pop shows it ringing. Asterisk cancels the other phones
         # of a ringall queue without AgentRingNoAnswer: their pops are withdrawn here.
         self.rung: dict[str, set[str]] = {}
+        self.sending: dict[str, asyncio.Task[None]] = {}  # linkedid -> its latest send
+        # One thread builds pops, first come first served: the first call to ring has
+        # its pop soonest, and the event loop competes with one thread, not a pool.
+        self.building = ThreadPoolExecutor(1, thread_name_prefix="pop")
         bus.subscribe("ivr.queued", self._on_ivr)
         bus.subscribe("*", self._on_call)
 
     async def _on_ivr(self, _topic: str, part: dict[str, Any]) -> None:
+        """The IVR is about to queue the call: build its pop while Asterisk gets there."""
         if part.get("linkedid"):
-            self.parts[part["linkedid"]] = part
+            self._pop(part["linkedid"], part.get("caller") or "", part)
 
-    def _pop(self, call: dict[str, Any]) -> asyncio.Task[dict[str, Any]]:
-        linkedid = call["linkedid"]
+    def _pop(
+        self, linkedid: str, caller: str, part: dict[str, Any] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
         task = self.pops.get(linkedid)
         if task is None:
-            part = self.parts.pop(linkedid, None)
-            task = asyncio.create_task(
-                asyncio.to_thread(self.builder.build, linkedid, call.get("caller", ""), part)
+            build = asyncio.get_running_loop().run_in_executor(
+                self.building, self.builder.build, linkedid, caller, part
             )
-            self.pops[linkedid] = task
+            task = self.pops[linkedid] = build
         return task
 
     async def _on_call(self, topic: str, call: dict[str, Any]) -> None:
         if not topic.startswith("call."):
             return
-        linkedid = call["linkedid"]
+        linkedid, agent = call["linkedid"], call.get("agent")
         if topic == "call.offered":
-            self._pop(call)
-        elif topic == "call.ringing" and call.get("agent"):
-            pop = await self._ready(call)
-            if pop is not None and linkedid in self.answered:  # rang again after a transfer
-                pop["notes"] = await asyncio.to_thread(self.builder.notes, linkedid)
-            self.rung.setdefault(linkedid, set()).add(call["agent"])
-            await self._send(call["agent"], "ringing", call, pop)
-        elif topic == "call.ring_no_answer" and call.get("agent"):
-            self.rung.get(linkedid, set()).discard(call["agent"])
-            await self._send(call["agent"], "withdrawn", call, None)
-        elif topic == "call.answered" and call.get("agent"):
-            self.answered[linkedid] = call["agent"]
-            for other in sorted(self.rung.pop(linkedid, set()) - {call["agent"]}):
-                await self._send(other, "withdrawn", call, None)
-            await self._send(call["agent"], "answered", call, await self._ready(call))
-            try:  # the call is now this agent's: theirs to see and to disposition
-                await asyncio.to_thread(answered_by, self.builder.sessions, linkedid, call["agent"])
-            except Exception:
-                log.exception("could not record who answered", extra={"linkedid": linkedid})
+            self._pop(linkedid, call.get("caller", ""))
+        elif topic == "call.ringing" and agent:
+            self.rung.setdefault(linkedid, set()).add(agent)
+            again = linkedid in self.answered  # rung again after a transfer: notes so far
+            self._in_order(linkedid, self._ring(call, agent, again))
+        elif topic == "call.ring_no_answer" and agent:
+            self.rung.get(linkedid, set()).discard(agent)
+            self._in_order(linkedid, self._send(agent, "withdrawn", call, None))
+        elif topic == "call.answered" and agent:
+            self.answered[linkedid] = agent
+            others = sorted(self.rung.pop(linkedid, set()) - {agent})
+            self._in_order(linkedid, self._answer(call, agent, others))
         elif topic == "call.transferred" and linkedid in self.answered:
-            await self._send(self.answered[linkedid], "transferred", call, None)
+            self._in_order(linkedid, self._send(self.answered[linkedid], "transferred", call, None))
         elif topic in ("call.ended", "call.abandoned"):
-            told = {self.answered.pop(linkedid, None), *self.rung.pop(linkedid, set())}
-            for agent in sorted(told - {None}):
-                await self._send(str(agent), "ended", call, None)
+            told = {*self.rung.pop(linkedid, set())}
+            if linkedid in self.answered:
+                told.add(self.answered.pop(linkedid))
+            self._in_order(linkedid, self._end(call, sorted(told)))
             if topic == "call.ended":
                 self.pops.pop(linkedid, None)
-                self.parts.pop(linkedid, None)
+
+    def _in_order(self, linkedid: str, work: Coroutine[Any, Any, None]) -> None:
+        previous = self.sending.get(linkedid)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await work
+            except Exception:
+                log.exception("screen pop not sent", extra={"linkedid": linkedid})
+
+        task = self.sending[linkedid] = asyncio.create_task(run())
+        task.add_done_callback(
+            lambda done: self.sending.pop(linkedid) if self.sending.get(linkedid) is done else None
+        )
+
+    async def settle(self) -> None:
+        """Until every pop event due has been sent."""
+        while self.sending:
+            await asyncio.wait(list(self.sending.values()))
+
+    async def _ring(self, call: dict[str, Any], agent: str, again: bool) -> None:
+        pop = await self._ready(call)
+        if pop is not None and again:
+            pop["notes"] = await asyncio.to_thread(self.builder.notes, call["linkedid"])
+        await self._send(agent, "ringing", call, pop)
+
+    async def _answer(self, call: dict[str, Any], agent: str, others: list[str]) -> None:
+        for other in others:  # they lost the race
+            await self._send(other, "withdrawn", call, None)
+        pop = await self._ready(call)
+        await self._send(agent, "answered", call, pop)
+        # The call is now this agent's, theirs to see and to disposition; and the
+        # customer's, when the pop found exactly one (written now, not while it rang).
+        known = pop["customers"][0]["id"] if pop and len(pop["customers"]) == 1 else None
+        try:
+            await asyncio.to_thread(
+                answered_by, self.builder.sessions, call["linkedid"], agent, known
+            )
+        except Exception:
+            log.exception("could not record who answered", extra={"linkedid": call["linkedid"]})
+
+    async def _end(self, call: dict[str, Any], agents: list[str]) -> None:
+        for agent in agents:
+            await self._send(agent, "ended", call, None)
 
     async def _ready(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        linkedid = call["linkedid"]
         try:
-            return dict(await self._pop(call))
+            return dict(await self._pop(linkedid, call.get("caller", "")))
         except Exception:  # the agent still gets the call; the next ring tries again
-            log.exception("screen pop could not be built", extra={"linkedid": call["linkedid"]})
-            self.pops.pop(call["linkedid"], None)
+            log.exception("screen pop could not be built", extra={"linkedid": linkedid})
+            self.pops.pop(linkedid, None)
             return None
 
     async def _send(

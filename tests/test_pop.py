@@ -22,7 +22,7 @@ from cti.matching import add_phone
 from cti.pop import PopBuilder, ScreenPops, journey_steps, typed_keys
 from cti.store.calls import CallLog, IvrPart
 from cti.store.db import make_engine, session_factory, upgrade
-from cti.store.dispositions import save_notes
+from cti.store.dispositions import answered_by, save_notes
 from cti.store.models import Call, Callback, Commitment, Customer, Order
 from cti.store.users import add_user
 
@@ -183,8 +183,9 @@ def test_a_found_account_lookup_wins_over_another_customers_caller_id(
     assert pop["match"] == "account"
     assert [c["name"] for c in pop["customers"]] == ["Li Wei"]
     assert pop["caller_e164"] == "+14155550100"
-    with sessions() as db:  # one customer: the call is linked to them
-        assert db.scalar(select(Call.customer_id).where(Call.linkedid == "call-1")) == li
+    assert pop["customers"][0]["id"] == li
+    with sessions() as db:  # building writes nothing: the answer links the call
+        assert db.scalar(select(Call.customer_id).where(Call.linkedid == "call-1")) is None
 
 
 def test_a_found_order_lookup_matches_the_orders_customer(
@@ -355,14 +356,16 @@ def test_the_card_shows_only_the_newest_calls_up_to_the_history_size(
     assert [c["disposition"] for c in pop["customers"][0]["calls"]] == ["code-3", "code-2"]
 
 
-def test_a_call_the_pop_linked_shows_in_the_customers_next_pop(
+def test_a_call_answered_for_the_popped_customer_shows_in_their_next_pop(
     sessions: sessionmaker[Session],
 ) -> None:
-    add_customer(sessions, "Ana Lopez", ANA_ACCOUNT, ANA_PHONE)
+    ana = add_customer(sessions, "Ana Lopez", ANA_ACCOUNT, ANA_PHONE)
+    add_user(sessions, "alice", "a long test password", "agent", ALICE)
     builder = PopBuilder(sessions, "US", 5)
     store_call(sessions, "first", started_at=datetime(2025, 1, 1, tzinfo=UTC))
     first = builder.build("first", "4155550100", ivr_part("first", []))
     assert first["customers"][0]["calls"] == []  # its own call is not its history
+    answered_by(sessions, "first", ALICE, ana)
     store_call(sessions, "second")
     second = builder.build("second", "4155550100", ivr_part("second", []))
     assert [c["outcome"] for c in second["customers"][0]["calls"]] == ["routed"]
@@ -423,7 +426,8 @@ def tracked(state: str, ringing: tuple[str, ...] = (), agent: str | None = None)
 class Desks:
     """Every ``pop`` event, as the agents' desktops would receive them."""
 
-    def __init__(self, bus: InProcessBus) -> None:
+    def __init__(self, bus: InProcessBus, pops: ScreenPops) -> None:
+        self.pops = pops
         self.seen: list[dict[str, Any]] = []  # not taken yet
         self.all: list[dict[str, Any]] = []  # taken
         bus.subscribe("pop", self._record)
@@ -431,8 +435,9 @@ class Desks:
     async def _record(self, _topic: str, event: dict[str, Any]) -> None:
         self.seen.append(event)
 
-    def take(self) -> list[tuple[str, str]]:
-        """(agent, state) of the events since the last take."""
+    async def take(self) -> list[tuple[str, str]]:
+        """(agent, state) of the events since the last take, once all due are sent."""
+        await self.pops.settle()
         taken, self.seen = self.seen, []
         self.all.extend(taken)
         return [(e["agent"], e["state"]) for e in taken]
@@ -446,8 +451,7 @@ def test_pops_follow_the_call_and_reach_only_the_agents_it_rang(
     ana = add_customer(sessions, "Ana Lopez", ANA_ACCOUNT, ANA_PHONE)
     store_call(sessions, LINKEDID, caller_number="+14155550100")
     bus = InProcessBus()
-    ScreenPops(bus, PopBuilder(sessions, "US", 5))
-    desks = Desks(bus)
+    desks = Desks(bus, ScreenPops(bus, PopBuilder(sessions, "US", 5)))
     rang: set[str] = set()
 
     def agent_of_call() -> str | None:
@@ -461,10 +465,10 @@ def test_pops_follow_the_call_and_reach_only_the_agents_it_rang(
     async def scenario() -> None:
         await bus.publish("ivr.queued", ivr_part(LINKEDID, [found_lookup("account", ANA_ACCOUNT)]))
         await bus.publish("call.offered", tracked("queued") | {"position": 1})
-        assert desks.take() == []  # built, not sent: no phone rings yet
+        assert await desks.take() == []  # built, not sent: no phone rings yet
 
         await ring(ALICE, (ALICE,))
-        assert desks.take() == [(ALICE, "ringing")]
+        assert await desks.take() == [(ALICE, "ringing")]
         pop = desks.all[-1]["pop"]
         assert pop["match"] == "account" and [c["id"] for c in pop["customers"]] == [ana]
         assert pop["journey"]["flow"] == "customer_service" and pop["notes"] == ""
@@ -477,31 +481,31 @@ def test_pops_follow_the_call_and_reach_only_the_agents_it_rang(
         }
 
         await bus.publish("call.ring_no_answer", tracked("queued") | {"agent": ALICE})
-        assert desks.take() == [(ALICE, "withdrawn")]
+        assert await desks.take() == [(ALICE, "withdrawn")]
         assert desks.all[-1]["pop"] is None
 
         await ring(BOB, (BOB,))
-        assert desks.take() == [(BOB, "ringing")]
+        assert await desks.take() == [(BOB, "ringing")]
         assert desks.all[-1]["pop"]["customers"][0]["name"] == "Ana Lopez"
 
         await bus.publish("call.answered", tracked("answered", agent=BOB) | {"hold_seconds": 9})
-        assert desks.take() == [(BOB, "answered")]
+        assert await desks.take() == [(BOB, "answered")]
         assert desks.all[-1]["pop"]["customers"][0]["id"] == ana
         assert agent_of_call() == "bob"  # the call is now Bob's to disposition
 
         await asyncio.to_thread(save_notes, sessions, LINKEDID, "bob", "wants a refund")
         await bus.publish("call.transferred", tracked("answered", agent=BOB) | {"how": "Blind"})
-        assert desks.take() == [(BOB, "transferred")]
+        assert await desks.take() == [(BOB, "transferred")]
 
         # Transferred into a queue: the call is offered again and rings Carol.
         await bus.publish("call.offered", tracked("queued", agent=BOB) | {"position": 1})
         await ring(CAROL, (CAROL,))
-        assert desks.take() == [(CAROL, "ringing")]
+        assert await desks.take() == [(CAROL, "ringing")]
         assert desks.all[-1]["pop"]["notes"] == "wants a refund"
         assert desks.all[-1]["pop"]["customers"][0]["id"] == ana
 
         await bus.publish("call.ended", tracked("ended", (CAROL,), agent=BOB))
-        assert sorted(desks.take()) == [(BOB, "ended"), (CAROL, "ended")]
+        assert sorted(await desks.take()) == [(BOB, "ended"), (CAROL, "ended")]
 
     asyncio.run(scenario())
     assert {e["agent"] for e in desks.all} <= rang
@@ -516,10 +520,9 @@ def test_a_call_that_ends_unanswered_tells_only_the_agent_still_ringing(
 ) -> None:
     add_customer(sessions, "Ana Lopez", ANA_ACCOUNT, ANA_PHONE)
     bus = InProcessBus()
-    ScreenPops(bus, PopBuilder(sessions, "US", 5))
-    desks = Desks(bus)
+    desks = Desks(bus, ScreenPops(bus, PopBuilder(sessions, "US", 5)))
 
-    async def scenario() -> None:
+    async def scenario() -> list[tuple[str, str]]:
         # No ivr.queued and no stored call: the pop is built from the caller ID alone.
         await bus.publish("call.offered", tracked("queued"))
         await bus.publish("call.ringing", tracked("ringing", (ALICE,)) | {"agent": ALICE})
@@ -527,8 +530,9 @@ def test_a_call_that_ends_unanswered_tells_only_the_agent_still_ringing(
         await bus.publish("call.ringing", tracked("ringing", (BOB,)) | {"agent": BOB})
         await bus.publish("call.ended", tracked("ended", (BOB,)))
 
-    asyncio.run(scenario())
-    assert desks.take() == [
+        return await desks.take()
+
+    assert asyncio.run(scenario()) == [
         (ALICE, "ringing"),
         (ALICE, "withdrawn"),
         (BOB, "ringing"),
@@ -542,26 +546,25 @@ def test_an_abandoned_call_ends_the_pop_at_the_agent_it_was_ringing(
     sessions: sessionmaker[Session],
 ) -> None:
     bus = InProcessBus()
-    ScreenPops(bus, PopBuilder(sessions, "US", 5))
-    desks = Desks(bus)
+    desks = Desks(bus, ScreenPops(bus, PopBuilder(sessions, "US", 5)))
 
-    async def scenario() -> None:
+    async def scenario() -> list[tuple[str, str]]:
         await bus.publish("call.offered", tracked("queued"))
         await bus.publish("call.ringing", tracked("ringing", (ALICE,)) | {"agent": ALICE})
         await bus.publish("call.abandoned", tracked("abandoned", (ALICE,)) | {"hold_seconds": 4})
 
-    asyncio.run(scenario())
-    assert desks.take() == [(ALICE, "ringing"), (ALICE, "ended")]
+        return await desks.take()
+
+    assert asyncio.run(scenario()) == [(ALICE, "ringing"), (ALICE, "ended")]
 
 
 def test_in_a_ringall_queue_the_agents_who_did_not_answer_lose_the_pop(
     sessions: sessionmaker[Session],
 ) -> None:
     bus = InProcessBus()
-    ScreenPops(bus, PopBuilder(sessions, "US", 5))
-    desks = Desks(bus)
+    desks = Desks(bus, ScreenPops(bus, PopBuilder(sessions, "US", 5)))
 
-    async def scenario() -> None:
+    async def scenario() -> list[tuple[str, str]]:
         await bus.publish("call.offered", tracked("queued"))
         await bus.publish("call.ringing", tracked("ringing", (ALICE,)) | {"agent": ALICE})
         await bus.publish("call.ringing", tracked("ringing", (ALICE, BOB)) | {"agent": BOB})
@@ -570,8 +573,9 @@ def test_in_a_ringall_queue_the_agents_who_did_not_answer_lose_the_pop(
         await bus.publish("call.answered", tracked("answered", agent=BOB))
         await bus.publish("call.ended", tracked("ended", agent=BOB))
 
-    asyncio.run(scenario())
-    seen = desks.take()
+        return await desks.take()
+
+    seen = asyncio.run(scenario())
     assert seen == [
         (ALICE, "ringing"),
         (BOB, "ringing"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone, normalise_number
@@ -47,16 +47,24 @@ class CustomerEdit:
     phone: str = ""  # one more number for the record, any format
 
 
-def answered_by(sessions: sessionmaker[Session], linkedid: str, interface: str) -> None:
-    """Mark the call as the agent's on this interface (the queue connected them)."""
+def answered_by(
+    sessions: sessionmaker[Session], linkedid: str, interface: str, customer_id: int | None = None
+) -> None:
+    """Mark the call as the agent's on this interface (the queue connected them), and
+    as `customer_id`'s unless it has a customer already."""
     with sessions.begin() as db:
         username = db.scalar(select(User.username).where(User.interface == interface))
         if username is None:
             return
         dialect = db.get_bind().dialect.name
-        found = db.execute(update(Call).where(Call.linkedid == linkedid).values(agent=username))
+        found = db.execute(
+            update(Call)
+            .where(Call.linkedid == linkedid)
+            .values(agent=username, customer_id=func.coalesce(Call.customer_id, customer_id))
+        )
         if found.rowcount == 0:  # a call that reached the queue without our IVR
             row = {"id": linkedid, "linkedid": linkedid, "agent": username}
+            row |= {"customer_id": customer_id} if customer_id else {}
             db.execute(upsert(dialect, frozenset(row)), row)
         leg = {"linkedid": linkedid, "username": username}
         if db.scalar(select(AgentLeg.id).filter_by(**leg)) is None:

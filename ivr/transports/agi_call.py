@@ -341,6 +341,7 @@ class AgiCall:
         return {
             "call_id": self.id,
             "linkedid": fields.get("linkedid"),
+            "caller": fields.get("caller_number"),
             "flow": fields.get("flow"),
             "entry": fields.get("entry"),
             "language": self.state.language if self.state else None,
