@@ -1,10 +1,10 @@
 """Screen pops: who is calling and what they did in the IVR, sent to the agent whose
 phone rings, and only to that agent.
 
-The pop is built when the call joins its queue (``call.offered``), from what the IVR
-published when it queued the call (``ivr.queued``, or the stored journey if this
-process did not see it) and the customer records; a database read never sits between
-the agent's phone ringing and the pop leaving. Each change reaches the agent as a
+The pop is built ahead: when the call appears (``call.started``), again when our IVR
+queues it with what the caller did there (``ivr.queued``; otherwise the stored journey
+is read), and from the customer records; a database read never sits between the
+agent's phone ringing and the pop leaving. Each change reaches the agent as a
 ``pop`` event: ``ringing``, ``withdrawn`` (rang without answer), ``answered``,
 ``transferred`` and ``ended``. A transferred call pops at the next agent with the notes
 taken so far.
@@ -233,26 +233,28 @@ class ScreenPops:
         bus.subscribe("*", self._on_call)
 
     async def _on_ivr(self, _topic: str, part: dict[str, Any]) -> None:
-        """The IVR is about to queue the call: build its pop while Asterisk gets there."""
+        """The IVR is about to queue the call: build its pop again, with the journey and
+        what the caller typed, while Asterisk gets it there."""
         if part.get("linkedid"):
-            self._pop(part["linkedid"], part.get("caller") or "", part)
+            self._pop(part["linkedid"], part.get("caller") or "", part, again=True)
 
     def _pop(
-        self, linkedid: str, caller: str, part: dict[str, Any] | None = None
+        self, linkedid: str, caller: str, part: dict[str, Any] | None = None, again: bool = False
     ) -> asyncio.Future[dict[str, Any]]:
         task = self.pops.get(linkedid)
-        if task is None:
-            build = asyncio.get_running_loop().run_in_executor(
+        if task is None or again:
+            task = self.pops[linkedid] = asyncio.get_running_loop().run_in_executor(
                 self.building, self.builder.build, linkedid, caller, part
             )
-            task = self.pops[linkedid] = build
         return task
 
     async def _on_call(self, topic: str, call: dict[str, Any]) -> None:
         if not topic.startswith("call."):
             return
         linkedid, agent = call["linkedid"], call.get("agent")
-        if topic == "call.offered":
+        if topic in ("call.started", "call.offered"):
+            # From the first channel on: a call straight to a queue rings an agent about
+            # a millisecond after it joins, too soon to start the pop's database reads.
             self._pop(linkedid, call.get("caller", ""))
         elif topic == "call.ringing" and agent:
             self.rung.setdefault(linkedid, set()).add(agent)

@@ -6,6 +6,7 @@ channels, its queue, the agents rung and the agent who answered) and turns the
 low-level events into a few typed ones:
 
 ======================  =========================================================
+``call.started``        its first channel appeared (Newchannel)
 ``call.offered``        the caller joined a queue (QueueCallerJoin)
 ``call.ringing``        an agent's phone rings for it (AgentCalled)
 ``call.ring_no_answer`` that agent did not answer (AgentRingNoAnswer)
@@ -74,7 +75,12 @@ class CallTracker:
         name = event.get("Event", "")
         if name == "Newchannel":  # a call's first channel opens it; later ones share its Linkedid
             linkedid = event.get("Linkedid") or event.get("Uniqueid") or ""
-            call = self.calls.setdefault(linkedid, TrackedCall(linkedid))
+            call = self.calls.get(linkedid)
+            if call is None:
+                call = self.calls[linkedid] = TrackedCall(linkedid, _number(event))
+                call.channels.add(event.get("Channel", ""))
+                await self._publish("call.started", call)
+                return
             call.channels.add(event.get("Channel", ""))
             call.caller = call.caller or _number(event)
             return

@@ -102,6 +102,7 @@ def test_offered_ringing_answered_transferred_ended_then_an_abandon(asterisk) ->
                 assert transferred["how"] == "Blind"
                 await s.until("call.ended", call, timeout=40)
                 assert s.topics(call) == [
+                    "call.started",
                     "call.offered",
                     "call.ringing",
                     "call.answered",
@@ -121,7 +122,12 @@ def test_offered_ringing_answered_transferred_ended_then_an_abandon(asterisk) ->
             abandoned = await s.until("call.abandoned", gone)
             assert abandoned["hold_seconds"] is not None
             await s.until("call.ended", gone)
-            assert s.topics(gone) == ["call.offered", "call.abandoned", "call.ended"]
+            assert s.topics(gone) == [
+                "call.started",
+                "call.offered",
+                "call.abandoned",
+                "call.ended",
+            ]
 
     asyncio.run(scenario())
 
