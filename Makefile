@@ -29,7 +29,9 @@ test: venv debs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ivr prompts build
-	scripts/with-sandbox sh -c '$(BIN)/pytest -n 4 $(PYTEST_ARGS) && $(BIN)/pytest -m restart $(PYTEST_ARGS)'
+	@# The suite in parallel, then alone the tests that restart Asterisk (exit 5: none selected).
+	scripts/with-sandbox sh -c '$(BIN)/pytest -n 4 $(PYTEST_ARGS) && \
+		{ $(BIN)/pytest -m restart $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]; }'
 
 bench: venv debs
 	scripts/with-sandbox $(BIN)/python -m bench

@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import re
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +33,9 @@ from pydantic import SecretStr
 
 from cti.ami.originate import ami_session, simulated_call_action
 from ivr.config import AmiSettings
+from tests.support.service import REPO, ServiceProcess
 
-REPO = Path(__file__).resolve().parents[1]
 SANDBOX = REPO / "docker" / "asterisk" / "sandbox"
-IVR = str(Path(sys.executable).with_name("ivr"))
 DID = "5551001"
 KEY = "1"
 CALLS = 40
@@ -79,55 +74,9 @@ def asterisk_ready() -> tuple[int, AmiSettings] | str:
     return int(status[1]), AmiSettings(secret=SecretStr(secret))
 
 
-class Service:
-    """`ivr serve` as a real process, on free ports, with its own SQLite database."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.env = {
-            **os.environ,
-            "IVR_AGI__PORT": "0",
-            "IVR_WEB__PORT": "0",
-            "IVR_SPEECH__PORT": "0",
-            "IVR_AMI__ENABLED": "false",
-            "IVR_DATABASE__URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "IVR_PATHS__DIALPLANS": str(REPO / "dialplans"),
-            "IVR_PATHS__PROMPTS": str(REPO / "prompts"),
-        }
-        self.workdir = workdir
-        self.log = workdir / "serve.log"
-        upgraded = subprocess.run(
-            [IVR, "db", "upgrade"], cwd=workdir, env=self.env, capture_output=True, text=True
-        )
-        assert upgraded.returncode == 0, upgraded.stderr
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                [IVR, "serve"],
-                cwd=workdir,
-                env=self.env,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
-        addresses: dict[str, str] = {}
-        while "web" not in addresses:  # printed last
-            try:
-                name, address = lines.get(timeout=30).split(None, 1)
-            except queue.Empty:
-                self.stop()
-                raise AssertionError(f"ivr serve did not start:\n{self.log.read_text()}") from None
-            addresses[name] = address.strip()
-        # agi://127.0.0.1:PORT/inbound -> 127.0.0.1:PORT, as IVR_AGI_SERVER wants it
-        self.agi_server = addresses["fastagi"].removeprefix("agi://").split("/")[0]
-        self.pid = self.proc.pid
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+def start_service(workdir: Path) -> ServiceProcess:
+    """`ivr serve` on free ports with its own SQLite database, AMI off: the IVR alone."""
+    return ServiceProcess(workdir, {"IVR_AMI__ENABLED": "false"}).start()
 
 
 class Calls:
@@ -196,9 +145,12 @@ class Meter:
         self.wall = wall - self.start[1]
 
 
-async def measure(asterisk: int, ami: AmiSettings, service: Service) -> dict[str, list[float]]:
+async def measure(
+    asterisk: int, ami: AmiSettings, service: ServiceProcess
+) -> dict[str, list[float]]:
     """Per round: CPU seconds per call of each kind (idle subtracted), and more."""
-    both = (asterisk, service.pid)
+    assert service.proc is not None
+    both = (asterisk, service.proc.pid)
     kinds = {
         "ivr": (IVR_CONTEXT, service.agi_server),
         "native": (NATIVE, None),
@@ -243,12 +195,12 @@ def run() -> None:
         return
     asterisk, ami = ready
     with tempfile.TemporaryDirectory(prefix="bench-asterisk-") as tmp:
-        service = Service(Path(tmp))
+        service = start_service(Path(tmp))
         try:
             found = asyncio.run(measure(asterisk, ami, service))
         finally:
             code = service.stop()
-        assert code == 0, f"ivr serve exited with {code}:\n{service.log.read_text()}"
+        assert code == 0, f"ivr serve exited with {code}:\n{service.log()}"
     med = {k: statistics.median(v) for k, v in found.items()}
     ivr, native = med["ivr"] * 1000, med["native"] * 1000
     print(

@@ -25,14 +25,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
-import queue
 import re
-import signal
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 import urllib.parse
 import uuid
@@ -41,11 +36,12 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-from bench.asterisk_cost import IVR, REPO, asterisk_ready
+from bench.asterisk_cost import asterisk_ready
 from cti.ami.originate import ami_session
 from cti.store.db import make_engine, session_factory
 from cti.store.users import add_user
 from ivr.config import AmiSettings
+from tests.support.service import ServiceProcess
 
 QUEUE = "pop-bench"
 AGENTS = 20
@@ -62,63 +58,38 @@ Address = tuple[str, int]
 OnEvent = Callable[[str, dict[str, Any], float], None]
 
 
-class Service:
-    """`ivr serve` with AMI on, on free ports, with its own SQLite database and users."""
-
-    def __init__(self, workdir: Path, ami: AmiSettings, agents: dict[str, str]) -> None:
-        db_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-        env = {
-            **os.environ,
-            "IVR_AGI__PORT": "0",
-            "IVR_WEB__PORT": "0",
-            "IVR_SPEECH__PORT": "0",
+def start_service(workdir: Path, ami: AmiSettings, agents: dict[str, str]) -> ServiceProcess:
+    """`ivr serve` with AMI on, on free ports, with its own SQLite database and `agents`
+    (username -> interface); returns once its AMI bridge has logged in."""
+    service = ServiceProcess(
+        workdir,
+        {
             "IVR_AMI__ENABLED": "true",
             "IVR_AMI__HOST": ami.host,
             "IVR_AMI__PORT": str(ami.port),
             "IVR_AMI__USERNAME": ami.username,
             "IVR_AMI__SECRET": ami.secret.get_secret_value(),
-            "IVR_DATABASE__URL": db_url,
-            "IVR_PATHS__DIALPLANS": str(REPO / "dialplans"),
-            "IVR_PATHS__PROMPTS": str(REPO / "prompts"),
-        }
-        up = subprocess.run([IVR, "db", "upgrade"], cwd=workdir, env=env, capture_output=True)
-        assert up.returncode == 0, up.stderr
-        engine = make_engine(db_url)
-        for name, interface in agents.items():
-            add_user(session_factory(engine), name, PASSWORD, "agent", interface)
-        engine.dispose()
-        self.log = workdir / "serve.log"
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(
-                [IVR, "serve"], cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=log
-            )
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: [lines.put(x) for x in stdout], daemon=True).start()
-        addresses: dict[str, str] = {}
-        while "web" not in addresses:  # printed last
-            try:
-                name, address = lines.get(timeout=30).split(None, 1)
-            except queue.Empty:
-                self.stop()
-                raise AssertionError(f"ivr serve did not start:\n{self.log.read_text()}") from None
-            addresses[name] = address.strip()
-        host, port = addresses["web"].removeprefix("http://").rstrip("/").rsplit(":", 1)
-        self.web: Address = (host, int(port))
-        deadline = time.monotonic() + 20
-        while "AMI resync" not in self.log.read_text():  # the bridge logged in
-            assert time.monotonic() < deadline, f"no AMI login:\n{self.log.read_text()}"
-            time.sleep(0.1)
+        },
+    ).start()
+    sessions = session_factory(make_engine(service.db_url))
+    for name, interface in agents.items():
+        add_user(sessions, name, PASSWORD, "agent", interface)
+    deadline = time.monotonic() + 20
+    while "AMI resync" not in service.log():  # the bridge logged in
+        assert time.monotonic() < deadline, f"no AMI login:\n{service.log()}"
+        time.sleep(0.1)
+    return service
 
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
+def web_address(service: ServiceProcess) -> Address:
+    host, port = service.web_url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    return host, int(port)
+
+
+def rss_mib(service: ServiceProcess) -> float:
+    assert service.proc is not None
+    status = Path(f"/proc/{service.proc.pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
 
 
 def login(web: Address, username: str) -> str:
@@ -321,9 +292,11 @@ async def measure_pops(
     }
 
 
-async def ramp(manager: Any, service: Service, web: Address, interface: str, cookie: str) -> Any:
+async def ramp(
+    manager: Any, service: ServiceProcess, web: Address, interface: str, cookie: str
+) -> Any:
     """(N, streams ready, streams the broadcast reached, ms to reach them, RSS MiB) per N."""
-    found = [(0, 0, 0, 0.0, service.rss_mib())]
+    found = [(0, 0, 0, 0.0, rss_mib(service))]
     streams: list[Stream] = []
     gate = asyncio.Semaphore(100)
 
@@ -344,7 +317,7 @@ async def ramp(manager: Any, service: Service, web: Address, interface: str, coo
             await until(lambda: all(s.member() for s in streams), BROADCAST_WAIT)
             took = (time.perf_counter() - start) * 1000
             reached = sum(s.member() for s in streams)
-            found.append((n, ready, reached, took, service.rss_mib()))
+            found.append((n, ready, reached, took, rss_mib(service)))
             await action(manager, Action="QueueRemove", Queue=QUEUE, Interface=interface)
             await until(lambda: not any(s.member() for s in streams), BROADCAST_WAIT)
     finally:
@@ -353,7 +326,7 @@ async def ramp(manager: Any, service: Service, web: Address, interface: str, coo
     return found
 
 
-async def measure(service: Service, ami: AmiSettings, cookies: dict[str, str]) -> Any:
+async def measure(service: ServiceProcess, ami: AmiSettings, cookies: dict[str, str]) -> Any:
     """`cookies`: interface -> session cookie; the last one's user is the ramp's."""
     *agents, (interface, cookie) = cookies.items()
     async with (
@@ -361,10 +334,10 @@ async def measure(service: Service, ami: AmiSettings, cookies: dict[str, str]) -
         ami_session(ami, events="agent") as timing,
     ):
         found = {
-            name: await measure_pops(manager, timing, service.web, dict(agents), arrival)
+            name: await measure_pops(manager, timing, web_address(service), dict(agents), arrival)
             for name, arrival in ARRIVALS.items()
         }
-        grown = await ramp(manager, service, service.web, interface, cookie)
+        grown = await ramp(manager, service, web_address(service), interface, cookie)
     return found, grown
 
 
@@ -404,13 +377,13 @@ def run() -> None:
     interfaces = {f"pb{tag}-{i}": f"Local/pb{tag}-{i}@ivr-agent/n" for i in range(AGENTS)}
     interfaces[f"pb{tag}-ramp"] = f"Local/pb{tag}-ramp@ivr-agent/n"
     with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
-        service = Service(Path(tmp), ami, interfaces)
+        service = start_service(Path(tmp), ami, interfaces)
         try:
-            cookies = {i: login(service.web, u) for u, i in interfaces.items()}
+            cookies = {i: login(web_address(service), u) for u, i in interfaces.items()}
             found, grown = asyncio.run(measure(service, ami, cookies))
         finally:
             code = service.stop()
-        assert code == 0, f"ivr serve exited with {code}:\n{service.log.read_text()}"
+        assert code == 0, f"ivr serve exited with {code}:\n{service.log()}"
     print(f"pop_latency: {AGENTS} agents on SSE, rounds of {CALLERS} callers into {QUEUE}")
     for name, pattern in found.items():
         report_pops(name, pattern)

@@ -42,7 +42,6 @@ STREAM_BACKLOG = 100  # events a slow browser may fall behind before it is cut o
 
 @dataclass(eq=False)
 class Stream:
-    user: str
     role: str
     interface: str | None
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(STREAM_BACKLOG))
@@ -106,33 +105,32 @@ class LiveHub:
     def floor(self) -> dict[str, Any]:
         """Queues (waiting, longest wait, agents by state) and the calls in progress."""
         now = time.time()
+        queues: dict[str, dict[str, Any]] = {}
+
+        def queue(name: str) -> dict[str, Any]:
+            return queues.setdefault(
+                name, {"queue": name, "waiting": 0, "longest_wait": 0, "agents": {}}
+            )
+
+        for name in sorted(self.agents.queues):
+            queue(name)
         agents = self.agents.everyone()
-        queues: dict[str, dict[str, Any]] = {
-            name: {"queue": name, "waiting": 0, "longest_wait": 0, "agents": {}}
-            for name in sorted(self.agents.queues)
-        }
         for agent in agents:
             for member in agent["queues"]:
-                entry = queues.setdefault(
-                    member["queue"],
-                    {"queue": member["queue"], "waiting": 0, "longest_wait": 0, "agents": {}},
-                )
+                counts = queue(member["queue"])["agents"]
                 state = "paused" if member["paused"] else member["device"]
-                entry["agents"][state] = entry["agents"].get(state, 0) + 1
+                counts[state] = counts.get(state, 0) + 1
         calls = [call.public() for call in self.tracker.calls.values()]
         for call in calls:
             if call["state"] in ("queued", "ringing") and call["queue"]:
-                entry = queues.setdefault(
-                    call["queue"],
-                    {"queue": call["queue"], "waiting": 0, "longest_wait": 0, "agents": {}},
-                )
+                entry = queue(call["queue"])
                 entry["waiting"] += 1
                 waited = round(now - (call["queued_at"] or now))
                 entry["longest_wait"] = max(entry["longest_wait"], waited)
         return {"queues": list(queues.values()), "agents": agents, "calls": calls, "at": now}
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, user: User) -> None:
-        stream = Stream(user.username, user.role, user.interface)
+        stream = Stream(user.role, user.interface)
         if user.role == "agent":
             if user.interface:
                 stream.push("agent", self.agents.state(user.interface))
