@@ -96,7 +96,10 @@ class Agent:
         ).until(check)
 
     def queue_row(self) -> Any:
-        return self.browser.find_element(By.CSS_SELECTOR, f".queue[data-queue='{QUEUE}']")
+        """The queue's row, once the page has Asterisk's state to draw it from."""
+        return self.until(
+            lambda b: b.find_element(By.CSS_SELECTOR, f".queue[data-queue='{QUEUE}']")
+        )
 
     def membership(self) -> str:
         return self.queue_row().get_attribute("data-member")

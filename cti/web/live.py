@@ -91,6 +91,10 @@ class LiveHub:
                 stream.push("agent", state)
 
     async def _on_any(self, topic: str, _event: dict[str, Any]) -> None:
+        if topic == "ami.resynced":  # the queues and memberships may all have changed
+            for stream in self.streams:
+                if stream.interface:
+                    stream.push("agent", self.agents.state(stream.interface))
         if topic.startswith(("call.", "agent.", "ami.resynced")) and self.floor_due is None:
             self.floor_due = asyncio.get_running_loop().call_later(FLOOR_EVERY, self._send_floor)
 
