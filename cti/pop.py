@@ -308,9 +308,9 @@ class ScreenPops:
         for other in others:  # they lost the race
             await self._send(other, "withdrawn", call, None)
         pop = await self._ready(call)
-        await self._send(agent, "answered", call, pop)
         # The call is now this agent's, theirs to see and to disposition; and the
         # customer's, when the pop found exactly one (written now, not while it rang).
+        # Written before the page hears of the answer, so what it posts next is allowed.
         known = pop["customers"][0]["id"] if pop and len(pop["customers"]) == 1 else None
         try:
             await asyncio.to_thread(
@@ -318,6 +318,7 @@ class ScreenPops:
             )
         except Exception:
             log.exception("could not record who answered", extra={"linkedid": call["linkedid"]})
+        await self._send(agent, "answered", call, pop)
 
     async def _end(self, call: dict[str, Any], agents: list[str]) -> None:
         for agent in agents:

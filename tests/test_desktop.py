@@ -205,6 +205,21 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
     assert any("account" in s and desk["account"] in s and "found" in s for s in steps), steps
     assert any(f"pressed {desk['account']}" in s for s in steps), steps
     a.screenshot("desktop-pop.png")
+
+    # While on the call, the agent corrects the customer's record.
+    a.until(lambda _: a.pop().get_attribute("data-state") == "answered")
+    card = a.browser.find_element(By.CSS_SELECTOR, "#customers .customer")
+    card.find_element(By.CSS_SELECTOR, "details.edit summary").click()
+    edit = card.find_element(By.CSS_SELECTOR, "form.edit-customer")
+    edit.find_element(By.NAME, "tier").clear()
+    edit.find_element(By.NAME, "tier").send_keys("gold")
+    edit.find_element(By.NAME, "phone").send_keys("(415) 555-0177")
+    edit.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    a.until(lambda _: edit.find_element(By.CLASS_NAME, "result").text == "Saved.")
+    with desk["sessions"]() as db:
+        ana = db.scalar(select(Customer).where(Customer.name == "Ana Lopez"))
+        assert ana is not None and ana.tier == "gold"
+        assert sorted(p.e164 for p in ana.phones) == ["+14155550100", "+14155550177"]
     assert not b.pop().is_displayed()
     b.screenshot("desktop-other-agent.png")
 

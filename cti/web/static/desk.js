@@ -77,9 +77,35 @@ function showCustomers(pop) {
     list("Open commitments", c.commitments, (x) => `due ${x.due}: ${x.text}`);
     list("Pending callbacks", c.callbacks, (x) => `${x.due}: ${x.reason}`);
     list("Survey answers", c.surveys, (x) => `${x.at}: ${x.question} = ${x.answer}`);
+    card.append(editForm(c, title));
     box.append(card);
     if (i === 0) $("disposition").elements.customer_id.value = pop.customers.length === 1 ? c.id : "";
   });
+}
+
+function editForm(c, title) {
+  // The agent corrects the record while on the call; "phone" adds a number to it.
+  const details = el("details", null, { class: "edit" });
+  details.append(el("summary", "Edit record"));
+  const form = el("form", null, { class: "edit-customer" });
+  for (const [name, value] of [["name", c.name], ["tier", c.tier], ["language", c.language], ["phone", ""]]) {
+    const label = el("label", `${name} `);
+    label.append(el("input", null, { name, value }));
+    form.append(label);
+  }
+  form.append(el("button", "Save record", { type: "submit" }));
+  const result = el("span", "", { class: "result", role: "status" });
+  form.append(" ", result);
+  form.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      await post(`/customers/${c.id}`, new FormData(form));
+      result.textContent = "Saved.";
+      title.querySelector(".name").textContent = form.elements.name.value;
+    } catch (err) { result.textContent = err.message; }
+  };
+  details.append(form);
+  return details;
 }
 
 function stepText(s) {
