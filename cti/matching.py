@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cti.store.models import Customer, CustomerPhone, Order
+from cti.store.models import Account, Customer, CustomerPhone, Order
 from ivr.numbers import normalise_number
 
 __all__ = ["Match", "add_phone", "customers_with_number", "match_customer", "normalise_number"]
@@ -41,9 +41,9 @@ def match_customer(
     order: str | None = None,
 ) -> Match:
     if account:
-        found = db.scalar(select(Customer).where(Customer.account_number == account.strip()))
+        found = db.scalar(select(Account).where(Account.number == account.strip()))
         if found is not None:
-            return Match("account", [found])
+            return Match("account", [found.customer])
     if order:
         placed = db.scalar(select(Order).where(Order.number == order.strip()))
         if placed is not None and placed.customer is not None:

@@ -154,11 +154,19 @@ class PopBuilder:
         return {
             "id": customer.id,
             "name": customer.name,
-            "account": customer.account_number or "",
+            # The first account's number, for display; all of them in `accounts`.
+            "account": customer.accounts[0].number if customer.accounts else "",
+            "accounts": [
+                {
+                    "number": a.number,
+                    "balance": str(a.balance),
+                    "currency": a.currency,
+                    "status": a.status,
+                }
+                for a in customer.accounts
+            ],
             "tier": customer.tier,
             "language": customer.language or "",
-            "balance": str(customer.balance),
-            "currency": customer.currency,
             "phones": [phone.e164 for phone in customer.phones],
             "calls": [
                 {

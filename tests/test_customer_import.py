@@ -17,14 +17,15 @@ from cti.matching import normalise_number
 from cti.store import customer_import
 from cti.store.customer_import import CustomerFileError, e164_of, import_customers
 from cti.store.db import make_engine, session_factory, upgrade
-from cti.store.models import Customer, CustomerPhone
+from cti.store.models import Account, Customer, CustomerPhone
 from tests.support.service import IVR
 
 GOOD = """\
 name,account,tier,language,balance,currency,phones
 Rosa Diaz,70000001,vip,en,1250.50,usd,+1 415 555 0100;(415) 555-0101
 Chen Jie,70000002,,zh,,,
-Sam Office,,gold,,-3.10,EUR,4155550177
+Sam Office,70000003,gold,,-3.10,EUR,4155550177
+Kim Office,,,,0,,4155550177
 """
 
 
@@ -51,33 +52,40 @@ def test_a_good_file_imports_every_row_with_phones_in_e164(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     report = import_customers(sessions, write(tmp_path, GOOD), "US")
-    assert report.ok and (report.customers, report.phones) == (3, 3)
+    assert report.ok and (report.customers, report.phones) == (4, 4)
     with sessions() as db:
-        query = select(Customer).options(selectinload(Customer.phones)).order_by(Customer.id)
+        query = (
+            select(Customer)
+            .options(selectinload(Customer.phones), selectinload(Customer.accounts))
+            .order_by(Customer.id)
+        )
         rows = [
             (
-                c.account_number,
                 c.name,
                 c.tier,
                 c.language,
-                c.balance,
-                c.currency,
+                [(a.number, a.balance, a.currency, a.status) for a in c.accounts],
                 sorted(p.e164 for p in c.phones),
             )
             for c in db.scalars(query)
         ]
     assert rows == [
         (
-            "70000001",
             "Rosa Diaz",
             "vip",
             "en",
-            Decimal("1250.50"),
-            "USD",
+            [("70000001", Decimal("1250.50"), "USD", "open")],
             ["+14155550100", "+14155550101"],
         ),
-        ("70000002", "Chen Jie", "standard", "zh", Decimal("0"), "USD", []),
-        (None, "Sam Office", "gold", None, Decimal("-3.10"), "EUR", ["+14155550177"]),
+        ("Chen Jie", "standard", "zh", [("70000002", Decimal("0"), "USD", "open")], []),
+        (
+            "Sam Office",
+            "gold",
+            None,
+            [("70000003", Decimal("-3.10"), "EUR", "open")],
+            ["+14155550177"],
+        ),
+        ("Kim Office", "standard", None, [], ["+14155550177"]),  # no account: a zero balance
     ]
 
 
@@ -116,6 +124,8 @@ def test_one_bad_row_imports_nothing_and_every_problem_names_its_line(
         "Bad Balance,71000004,1;000,,not a phone,english-us\n"  # 7
         "Too Many,71000005,1,USD,,en,extra\n"  # 8
         "Good Three,71000006,0,,,\n"  # 9
+        "Lost Balance,,5.00,EUR,,\n"  # 10: a balance is an account's
+        "No Balance,,0.00,EUR,,\n"  # 11: nothing to lose
     )
     path = write(tmp_path, text)
     report = import_customers(sessions, path, "US")
@@ -128,6 +138,7 @@ def test_one_bad_row_imports_nothing_and_every_problem_names_its_line(
         f"{path}:7: balance: not a number: '1;000'",
         f"{path}:7: phones: not a possible phone number in US: 'not a phone'",
         f"{path}:8: row: 7 fields, but the header has 6",
+        f"{path}:10: balance: no account to hold it: '5.00'",
     ]
     assert (report.customers, report.phones) == (0, 0)
     assert customer_count(sessions) == 0
@@ -155,7 +166,7 @@ def test_an_account_twice_in_the_file_or_already_stored_is_refused(
 ) -> None:
     monkeypatch.setattr(customer_import, "LOOKUP_QUERIES", queries)
     with sessions.begin() as db:
-        db.add(Customer(name="Stored", account_number="72000001"))
+        db.add(Customer(name="Stored", accounts=[Account(number="72000001")]))
     text = (
         "account,name\n"
         "72000002,Ana\n"  # 2
@@ -244,8 +255,8 @@ def test_the_command_imports_or_reports_with_exit_codes(
     good = write(tmp_path, GOOD, "good.csv")
     done = ivr(db_url, "customers", "import", "good.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "imported 3 customers (3 phone numbers) from good.csv\n"
-    assert customer_count(sessions) == 3
+    assert done.stdout == "imported 4 customers (4 phone numbers) from good.csv\n"
+    assert customer_count(sessions) == 4
 
     again = ivr(db_url, "customers", "import", str(good), cwd=tmp_path)
     assert again.returncode == 1
@@ -253,9 +264,10 @@ def test_the_command_imports_or_reports_with_exit_codes(
     assert again.stderr.splitlines() == [
         f"{good}:2: account: '70000001' is in the database already",
         f"{good}:3: account: '70000002' is in the database already",
-        "nothing imported: 2 errors",
+        f"{good}:4: account: '70000003' is in the database already",
+        "nothing imported: 3 errors",
     ]
-    assert customer_count(sessions) == 3
+    assert customer_count(sessions) == 4
 
     (tmp_path / "latin1.csv").write_bytes(b"name\nJos\xe9\n")
     for args, message in [
@@ -265,7 +277,7 @@ def test_the_command_imports_or_reports_with_exit_codes(
     ]:
         refused = ivr(db_url, "customers", "import", *args, cwd=tmp_path)
         assert refused.returncode == 2 and refused.stderr.startswith(message), refused.stderr
-    assert customer_count(sessions) == 3
+    assert customer_count(sessions) == 4
 
 
 def test_a_large_file_imports_in_one_go(sessions: sessionmaker[Session], tmp_path: Path) -> None:
@@ -281,7 +293,7 @@ def test_a_large_file_imports_in_one_go(sessions: sessionmaker[Session], tmp_pat
     assert report.ok and (report.customers, report.phones) == (rows, rows)
     with sessions() as db:
         last = db.scalars(
-            select(Customer).where(Customer.account_number == f"A{rows - 1:08d}")
+            select(Customer).join(Account).where(Account.number == f"A{rows - 1:08d}")
         ).one()
         assert last.name == f"Customer {rows - 1}"
         assert [p.e164 for p in last.phones] == [

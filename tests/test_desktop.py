@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from cti.matching import add_phone
 from cti.store.db import make_engine, session_factory
-from cti.store.models import Call, Commitment, Customer
+from cti.store.models import Account, Call, Commitment, Customer
 from cti.store.users import add_user
 from tests.conftest import Sandbox
 from tests.support.ami import AmiClient
@@ -135,9 +135,11 @@ def desk(asterisk: Sandbox, ami: AmiClient, tmp_path: Path) -> Iterator[dict[str
     tag = uuid.uuid4().hex[:6]
     account = "4" + str(int(tag, 16) % 10**7).zfill(7)
     with sessions.begin() as db:
-        ana = Customer(name="Ana Lopez", account_number=account, tier="vip", balance=Decimal(5))
+        ana = Customer(
+            name="Ana Lopez", tier="vip", accounts=[Account(number=account, balance=Decimal(5))]
+        )
         add_phone(ana, "+14155550100", "US")
-        cid = Customer(name="Carl Idris", tier="standard", balance=Decimal(0))
+        cid = Customer(name="Carl Idris", tier="standard")
         add_phone(cid, "+1 555 0100", "US")
         db.add_all([ana, cid])
     browsers: list[webdriver.Chrome] = []
@@ -201,6 +203,7 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
     card = a.browser.find_element(By.CSS_SELECTOR, "#customers .customer")
     assert card.find_element(By.CLASS_NAME, "name").text == "Ana Lopez"
     assert "matched by account" in card.text
+    assert f"accounts {desk['account']} (5.00 USD)" in card.text
     steps = [li.text for li in a.browser.find_elements(By.CSS_SELECTOR, "#journey li")]
     assert any("account" in s and desk["account"] in s and "found" in s for s in steps), steps
     assert any(f"pressed {desk['account']}" in s for s in steps), steps
@@ -214,12 +217,15 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
     edit.find_element(By.NAME, "tier").clear()
     edit.find_element(By.NAME, "tier").send_keys("gold")
     edit.find_element(By.NAME, "phone").send_keys("(415) 555-0177")
+    second = "9" + desk["account"][1:]
+    edit.find_element(By.NAME, "account").send_keys(second)
     edit.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     a.until(lambda _: edit.find_element(By.CLASS_NAME, "result").text == "Saved.")
     with desk["sessions"]() as db:
         ana = db.scalar(select(Customer).where(Customer.name == "Ana Lopez"))
         assert ana is not None and ana.tier == "gold"
         assert sorted(p.e164 for p in ana.phones) == ["+14155550100", "+14155550177"]
+        assert [a.number for a in ana.accounts] == [desk["account"], second]
     assert not b.pop().is_displayed()
     b.screenshot("desktop-other-agent.png")
 

@@ -6,13 +6,17 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import select
 
+from cti.matching import add_phone
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.demo import seed
 from cti.store.directory import Directory
+from cti.store.models import Account, Customer
 from ivr.flows.actions import Lookup, LookupResult
 
 
@@ -32,10 +36,49 @@ def test_customers_by_any_of_their_numbers_or_account(directory: Directory) -> N
     assert by_phone.data["matches"] == 1
     vip = directory.lookup(Lookup("customer", "+14155550100"))
     assert (vip.data["tier"], vip.data["account"]) == ("vip", "12345674")
+    assert (vip.data["balance"], vip.data["currency"]) == ("1250.00", "USD")  # her first account
     account = directory.lookup(Lookup("account", "12345674"))
-    assert account.data["balance"] == "1250.00" and account.data["currency"] == "USD"
+    assert account.data == {
+        "number": "12345674",
+        "balance": "1250.00",
+        "currency": "USD",
+        "status": "open",
+        "customer_id": vip.data["id"],
+    }
+    by_account = directory.lookup(Lookup("customer", "87654323"))  # the account's owner
+    assert by_account.status == "found" and by_account.data["name"] == "Li Wei"
+    assert by_account.data["account"] == "87654323"
     assert directory.lookup(Lookup("customer", "+14155559999")) == LookupResult("not_found")
+    assert directory.lookup(Lookup("customer", "99999997")) == LookupResult("not_found")
+    assert directory.lookup(Lookup("account", "99999997")) == LookupResult("not_found")
     assert directory.lookup(Lookup("account", "")) == LookupResult("not_found")
+
+
+def test_a_customer_with_several_accounts_or_none(directory: Directory) -> None:
+    with directory.sessions.begin() as db:
+        li = db.scalars(select(Customer).where(Customer.name == "Li Wei")).one()
+        li.accounts.append(Account(number="55501000", balance=Decimal("-3.10"), currency="EUR"))
+        nobody = Customer(name="Kim Office")
+        add_phone(nobody, "+1 415 555 0177", "US")
+        db.add(nobody)
+    second = directory.lookup(Lookup("account", "55501000"))
+    assert (second.data["balance"], second.data["currency"]) == ("-3.10", "EUR")
+    assert second.data["customer_id"] == li.id
+    # Either account finds Li; her record shows the first of them.
+    for number in ("87654323", "55501000"):
+        owner = directory.lookup(Lookup("customer", number)).data
+        assert (owner["name"], owner["account"], owner["balance"]) == (
+            "Li Wei",
+            "87654323",
+            "42.50",
+        )
+    kim = directory.lookup(Lookup("customer", "+14155550177")).data
+    assert (kim["name"], kim["account"], kim["balance"], kim["currency"]) == (
+        "Kim Office",
+        "",
+        "",
+        "",
+    )
 
 
 def test_orders(directory: Directory) -> None:

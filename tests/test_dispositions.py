@@ -27,7 +27,7 @@ from cti.store.dispositions import (
     save_disposition,
     save_notes,
 )
-from cti.store.models import AgentLeg, Call, Callback, Commitment, Customer
+from cti.store.models import Account, AgentLeg, Call, Callback, Commitment, Customer
 from cti.store.users import add_user
 
 ALICE, BOB = "PJSIP/1001", "PJSIP/1002"
@@ -49,9 +49,9 @@ def desk(db_url: str) -> Iterator[Desk]:
     add_user(sessions, "alice", "a long test password", "agent", ALICE)
     add_user(sessions, "bob", "a long test password", "agent", BOB)
     with sessions.begin() as db:
-        ana = Customer(name="Ana Lopez", account_number="12345674")
+        ana = Customer(name="Ana Lopez", accounts=[Account(number="12345674")])
         add_phone(ana, "+1 415 555 0100", "US")
-        li = Customer(name="Li Wei", account_number="87654323")
+        li = Customer(name="Li Wei", accounts=[Account(number="87654323")])
         add_phone(li, "+1 415 555 0124", "US")
         db.add_all([ana, li])
     part = IvrPart("chan-1", {"linkedid": CALL, "caller_number": "+14155550100"})
@@ -261,13 +261,10 @@ def test_a_new_customer_is_stored_with_the_phone_in_e164(desk: Desk) -> None:
     with desk.sessions() as db:
         customer = db.get(Customer, rosa)
         assert customer is not None
-        assert (customer.name, customer.account_number, customer.tier, customer.language) == (
-            "Rosa Diaz",
-            "55501000",
-            "standard",
-            "es",
-        )
-        assert customer.balance == Decimal("0")
+        assert (customer.name, customer.tier, customer.language) == ("Rosa Diaz", "standard", "es")
+        assert [(a.number, a.balance, a.currency) for a in customer.accounts] == [
+            ("55501000", Decimal("0"), "USD")
+        ]
     assert phones_of(desk, rosa) == ["+14155550123"]
 
 
@@ -281,7 +278,7 @@ def test_editing_a_customer_adds_a_new_number_once(desk: Desk) -> None:
     with desk.sessions() as db:
         ana = db.get(Customer, desk.ana)
         assert ana is not None
-        assert (ana.name, ana.account_number) == ("Ana López", "12345674")  # blank: kept
+        assert (ana.name, [a.number for a in ana.accounts]) == ("Ana López", ["12345674"])  # kept
 
 
 def test_an_account_of_another_customer_is_refused(desk: Desk) -> None:
@@ -290,13 +287,26 @@ def test_an_account_of_another_customer_is_refused(desk: Desk) -> None:
         save_customer(desk.sessions, taken, "US", desk.ana)
     with pytest.raises(ValueError, match="another customer"):
         save_customer(desk.sessions, CustomerEdit("Li Copy", account="87654323"), "US", None)
-    with desk.sessions() as db:
-        assert db.scalar(select(Customer.account_number).where(Customer.id == desk.ana)) == (
-            "12345674"
-        )
-    assert count(desk, Customer) == 2
-    # Its own account is no conflict.
+    assert accounts_of(desk, desk.ana) == ["12345674"]
+    assert accounts_of(desk, desk.li) == ["87654323"]
+    assert (count(desk, Customer), count(desk, Account)) == (2, 2)
+    # Its own account is no conflict, and is not added twice.
     save_customer(desk.sessions, CustomerEdit("Ana L.", account="12345674"), "US", desk.ana)
+    assert accounts_of(desk, desk.ana) == ["12345674"]
+
+
+def accounts_of(desk: Desk, customer_id: int) -> list[str]:
+    with desk.sessions() as db:
+        query = select(Account.number).where(Account.customer_id == customer_id)
+        return list(db.scalars(query.order_by(Account.id)))
+
+
+def test_a_new_account_number_adds_an_account_to_the_customer(desk: Desk) -> None:
+    save_customer(desk.sessions, CustomerEdit("Ana Lopez", account="55501000"), "US", desk.ana)
+    assert accounts_of(desk, desk.ana) == ["12345674", "55501000"]
+    save_customer(desk.sessions, CustomerEdit("Ana Lopez", account="55501000"), "US", desk.ana)
+    assert accounts_of(desk, desk.ana) == ["12345674", "55501000"]
+    assert accounts_of(desk, desk.li) == ["87654323"]
 
 
 def test_editing_an_unknown_customer_is_refused(desk: Desk) -> None:

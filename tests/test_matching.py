@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from cti.matching import add_phone, match_customer, normalise_number
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.demo import seed
-from cti.store.models import Customer
+from cti.store.models import Account, Customer
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_numbers_compare_in_e164(raw: str, region: str, e164: str) -> None:
 
 
 def test_a_number_stored_formatted_matches_the_bare_caller_id(db: Session) -> None:
-    customer = Customer(name="Rosa Diaz", account_number="55501000")
+    customer = Customer(name="Rosa Diaz", accounts=[Account(number="55501000")])
     add_phone(customer, "+1 555 0100", "US", "mobile")
     db.add(customer)
     db.commit()
@@ -56,6 +56,16 @@ def test_typed_account_then_order_come_before_the_caller_id(db: Session) -> None
     assert by_order.how == "order" and by_order.customers[0].name == "Li Wei"
     by_phone = match_customer(db, "(415) 555-0124", "US", order="999999")
     assert by_phone.how == "phone" and by_phone.customers[0].name == "Li Wei"
+
+
+def test_any_of_a_customers_accounts_matches_them(db: Session) -> None:
+    rosa = Customer(name="Rosa Diaz", accounts=[Account(number="55501000")])
+    rosa.accounts.append(Account(number="55501018"))
+    db.add(rosa)
+    db.commit()
+    for number in ("55501000", " 55501018 "):
+        match = match_customer(db, "", "US", account=number)
+        assert match.how == "account" and [c.name for c in match.customers] == ["Rosa Diaz"]
 
 
 def test_a_shared_number_offers_the_choice_and_an_unknown_one_nothing(db: Session) -> None:

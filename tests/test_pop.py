@@ -23,7 +23,7 @@ from cti.pop import PopBuilder, ScreenPops, journey_steps, typed_keys
 from cti.store.calls import CallLog, IvrPart
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.dispositions import answered_by, save_notes
-from cti.store.models import Call, Callback, Commitment, Customer, Order
+from cti.store.models import Account, Call, Callback, Commitment, Customer, Order
 from cti.store.users import add_user
 
 ANA_PHONE, LI_PHONE = "+1 415 555 0100", "+1 415 555 0124"
@@ -42,7 +42,9 @@ def add_customer(
     sessions: sessionmaker[Session], name: str, account: str | None = None, *phones: str
 ) -> int:
     with sessions.begin() as db:
-        customer = Customer(name=name, account_number=account, balance=Decimal("12.50"))
+        customer = Customer(name=name)
+        if account is not None:
+            customer.accounts.append(Account(number=account, balance=Decimal("12.50")))
         for phone in phones:
             add_phone(customer, phone, "US")
         db.add(customer)
@@ -214,7 +216,10 @@ def test_without_a_typed_key_the_caller_id_matches_in_e164(
     [card] = pop["customers"]
     assert (card["id"], card["name"], card["account"]) == (rosa, "Rosa Diaz", "55501000")
     assert card["phones"] == ["+15550100"]
-    assert (card["balance"], card["currency"], card["tier"]) == ("12.50", "USD", "standard")
+    assert card["accounts"] == [
+        {"number": "55501000", "balance": "12.50", "currency": "USD", "status": "open"}
+    ]
+    assert card["tier"] == "standard"
 
 
 def test_a_shared_number_offers_both_customers_and_links_neither(

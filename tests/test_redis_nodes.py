@@ -18,7 +18,7 @@ import redis
 
 from cti.matching import add_phone
 from cti.store.db import make_engine, session_factory
-from cti.store.models import Customer
+from cti.store.models import Account, Customer
 from cti.store.users import add_user
 from tests.conftest import Sandbox, unavailable
 from tests.support.ami import AmiClient
@@ -59,7 +59,7 @@ def test_a_call_on_one_node_pops_at_the_agent_of_another(
     for node in (cti, agi):  # the IVR looks the account up on its node, the pop on its own
         sessions = session_factory(make_engine(node.db_url))
         with sessions.begin() as db:
-            ana = Customer(name="Ana Lopez", account_number=account, balance=Decimal(5))
+            ana = Customer(name="Ana Lopez", accounts=[Account(number=account, balance=Decimal(5))])
             add_phone(ana, "+14155550100", "US")
             db.add(ana)
     add_user(session_factory(make_engine(cti.db_url)), "maria", PASSWORD, "agent", interface)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
-from sqlalchemy import inspect, select
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
 
 from cti.store.calls import CallLog, IvrPart
-from cti.store.db import current_revision, head_revision, make_engine, session_factory, upgrade
-from cti.store.models import Call
+from cti.store.db import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+    upgrade,
+)
+from cti.store.models import Account, Base, Call, Customer, Order
 from cti.store.users import UserError, add_user, authenticate
 
-TABLES = {"calls", "journey_events", "users"}
+TABLES = {"calls", "journey_events", "users", "customers", "accounts"}
 
 
 def test_upgrade_creates_the_schema_and_downgrade_removes_it(db_url: str) -> None:
@@ -19,12 +31,70 @@ def test_upgrade_creates_the_schema_and_downgrade_removes_it(db_url: str) -> Non
     assert current_revision(engine) == head_revision()
     assert set(inspect(engine).get_table_names()) >= TABLES
     upgrade(engine)  # a second run is a no-op
-    from alembic import command
-
-    from cti.store.db import alembic_config
-
     command.downgrade(alembic_config(engine), "base")
     assert not TABLES & set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_the_models_and_the_migrations_agree(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_a_customers_account_becomes_an_account_row_and_comes_back_on_downgrade(
+    db_url: str,
+) -> None:
+    engine = make_engine(db_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0003")
+    with engine.begin() as conn:  # as 0003 kept them: the account on the customer row
+        conn.execute(
+            text(
+                "INSERT INTO customers (id, account_number, name, tier, balance, currency,"
+                " created_at) VALUES (10, '12345674', 'Ana Lopez', 'vip', 1250.50, 'EUR',"
+                " :at), (11, NULL, 'Kim Office', 'standard', 0, 'USD', :at)"
+            ),
+            {"at": "2026-11-20 09:00:00+00:00"},
+        )
+        conn.execute(text("INSERT INTO customer_phones (customer_id, e164) VALUES (10, '+1415')"))
+        conn.execute(
+            text(
+                "INSERT INTO orders (number, customer_id, status, updated_at)"
+                " VALUES ('123456', 10, 'shipped', :at)"
+            ),
+            {"at": "2026-11-20 09:00:00+00:00"},
+        )
+    command.upgrade(config, "head")
+    sessions = session_factory(engine)
+    with sessions() as db:
+        ana, kim = db.scalars(select(Customer).order_by(Customer.id)).all()
+        assert [(a.number, a.balance, a.currency, a.status) for a in ana.accounts] == [
+            ("12345674", Decimal("1250.50"), "EUR", "open")
+        ]
+        assert kim.accounts == []
+        # What referred to the customer survived the customers table being rebuilt.
+        assert [p.e164 for p in ana.phones] == ["+1415"]
+        assert db.scalars(select(Order.customer_id)).all() == [10]
+    with sessions.begin() as db:  # a second account: only the first goes back
+        db.add(Account(number="87654323", customer_id=10, balance=Decimal(7)))
+    command.downgrade(config, "0003")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, account_number, balance, currency FROM customers ORDER BY id")
+        ).all()
+        assert [(r[0], r[1], Decimal(str(r[2])), r[3]) for r in rows] == [
+            (10, "12345674", Decimal("1250.50"), "EUR"),
+            (11, None, Decimal("0"), "USD"),
+        ]
+        assert conn.execute(text("SELECT count(*) FROM customer_phones")).scalar() == 1
+    command.upgrade(config, "head")  # and up again, from the downgraded schema
+    with sessions() as db:
+        assert db.scalars(select(Account.number)).all() == ["12345674"]
+    command.downgrade(config, "base")
     engine.dispose()
 
 

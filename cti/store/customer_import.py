@@ -2,9 +2,11 @@
 
 The file has a header row naming its columns: `name` (required), and optionally
 `account`, `tier`, `language`, `balance`, `currency`, `phones` (several separated
-by `;`). Every row is checked first; one bad row and nothing is imported, and each
-problem is reported as `FILE:LINE: field: message` (the header is line 1). A clean
-file goes in as one transaction, its phone numbers in E.164 like the matcher's.
+by `;`). A row's `account`, `balance` and `currency` become the customer's one
+account (a non-zero balance needs an account). Every row is checked first; one bad
+row and nothing is imported, and each problem is reported as `FILE:LINE: field:
+message` (the header is line 1). A clean file goes in as one transaction, its phone
+numbers in E.164 like the matcher's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import phonenumbers
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cti.store.models import Customer, CustomerPhone
+from cti.store.models import Account, Customer, CustomerPhone
 
 COLUMNS = ("account", "name", "tier", "language", "balance", "currency", "phones")
 # Limits of the columns in cti/store/models.py.
@@ -110,18 +112,21 @@ def import_customers(
             return report
         ids = db.scalars(
             insert(Customer).returning(Customer.id, sort_by_parameter_order=True),
-            [
-                {
-                    "account_number": row.account,
-                    "name": row.name,
-                    "tier": row.tier,
-                    "language": row.language,
-                    "balance": row.balance,
-                    "currency": row.currency,
-                }
-                for row in rows
-            ],
+            [{"name": row.name, "tier": row.tier, "language": row.language} for row in rows],
         ).all()
+        # A row's account, balance and currency are the customer's one account.
+        accounts = [
+            {
+                "number": row.account,
+                "customer_id": customer_id,
+                "balance": row.balance,
+                "currency": row.currency,
+            }
+            for customer_id, row in zip(ids, rows, strict=True)
+            if row.account is not None
+        ]
+        if accounts:
+            db.execute(insert(Account), accounts)
         phones = [
             {"customer_id": customer_id, "e164": e164}
             for customer_id, row in zip(ids, rows, strict=True)
@@ -232,6 +237,9 @@ def _row(
                 error("balance", f"larger than {MAX_BALANCE}: {raw!r}")
             elif balance != balance.quantize(CENT):
                 error("balance", f"more than 2 decimal places: {raw!r}")
+            elif balance and not given.get("account"):
+                # A balance is an account's; without one it would be lost.
+                error("balance", f"no account to hold it: {raw!r}")
     currency = given.get("currency", "").upper() or "USD"
     if not CURRENCY.fullmatch(currency):
         error("currency", f"not a 3-letter code: {given['currency']!r}")
@@ -265,12 +273,12 @@ def _check_existing_accounts(db: Session, rows: list[_Row], report: ImportReport
         if row.account is not None:
             lines.setdefault(row.account, row.line)
     accounts = list(lines)
-    stored = select(Customer.account_number)
+    stored = select(Account.number)
     if len(accounts) > LOOKUP_CHUNK * LOOKUP_QUERIES:
-        queries = [stored.where(Customer.account_number.is_not(None))]
+        queries = [stored]
     else:
         queries = [
-            stored.where(Customer.account_number.in_(accounts[start : start + LOOKUP_CHUNK]))
+            stored.where(Account.number.in_(accounts[start : start + LOOKUP_CHUNK]))
             for start in range(0, len(accounts), LOOKUP_CHUNK)
         ]
     for query in queries:

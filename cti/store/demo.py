@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone
-from cti.store.models import Customer, Order
+from cti.store.models import Account, Customer, Order
 from cti.store.users import add_user, user_exists
 
 # name, role, phone: the demo agents are simulated phones in the sandbox ([ivr-agent]).
@@ -46,9 +46,7 @@ def seed(sessions: sessionmaker[Session], password: str) -> bool:
             customer = Customer(
                 name=name,
                 tier=tier,
-                account_number=account,
-                balance=Decimal(balance),
-                currency="USD",
+                accounts=[Account(number=account, balance=Decimal(balance), currency="USD")],
             )
             for number in phones:
                 add_phone(customer, number, "US")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import customers_with_number
-from cti.store.models import Customer, Order
+from cti.store.models import Account, Customer, Order
 from ivr.flows.actions import Lookup, LookupResult
 
 log = logging.getLogger("cti.directory")
@@ -25,15 +25,28 @@ HTTP_MAX_BYTES = 64 * 1024
 
 
 def customer_record(customer: Customer, matches: int = 1) -> dict[str, Any]:
+    """A customer as flows see it; `account`, `balance` and `currency` are those of their
+    first account (empty when they have none)."""
+    first = customer.accounts[0] if customer.accounts else None
     return {
         "id": customer.id,
         "name": customer.name,
         "tier": customer.tier,
-        "account": customer.account_number or "",
+        "account": first.number if first else "",
         "language": customer.language or "",
-        "balance": str(customer.balance),
-        "currency": customer.currency,
+        "balance": str(first.balance) if first else "",
+        "currency": first.currency if first else "",
         "matches": matches,
+    }
+
+
+def account_record(account: Account) -> dict[str, Any]:
+    return {
+        "number": account.number,
+        "balance": str(account.balance),
+        "currency": account.currency,
+        "status": account.status,
+        "customer_id": account.customer_id,
     }
 
 
@@ -67,8 +80,12 @@ class Directory:
             if request.find == "customer" and value.startswith("+"):
                 customers = customers_with_number(db, value)
                 return customer_record(customers[0], len(customers)) if customers else None
-            customer = db.scalar(select(Customer).where(Customer.account_number == value))
-            return customer_record(customer) if customer is not None else None
+            account = db.scalar(select(Account).where(Account.number == value))
+            if account is None:
+                return None
+            if request.find == "account":
+                return account_record(account)
+            return customer_record(account.customer)
 
     @staticmethod
     def _http(request: Lookup) -> dict[str, Any] | None:

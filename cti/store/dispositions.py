@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone, normalise_number
 from cti.store.calls import upsert
-from cti.store.models import AgentLeg, Call, Callback, Commitment, Customer, User, utcnow
+from cti.store.models import (
+    Account,
+    AgentLeg,
+    Call,
+    Callback,
+    Commitment,
+    Customer,
+    User,
+    utcnow,
+)
 
 
 class CallNotFound(LookupError):
@@ -142,21 +151,16 @@ def save_customer(
 ) -> int:
     """Create a customer (`customer_id` None) or change one; its id."""
     with sessions.begin() as db:
-        customer = (
-            Customer(balance=Decimal("0")) if customer_id is None else db.get(Customer, customer_id)
-        )
+        customer = Customer() if customer_id is None else db.get(Customer, customer_id)
         if customer is None:
             raise ValueError(f"customer {customer_id} does not exist")
         if edit.account:
-            taken = db.scalar(
-                select(Customer.id).where(
-                    Customer.account_number == edit.account, Customer.id != customer.id
-                )
-            )
-            if taken is not None:
+            owner = db.scalar(select(Account.customer_id).where(Account.number == edit.account))
+            if owner is None:  # new: one more account of theirs
+                customer.accounts.append(Account(number=edit.account, balance=Decimal("0")))
+            elif owner != customer.id:
                 raise ValueError(f"account {edit.account} belongs to another customer")
         customer.name = edit.name
-        customer.account_number = edit.account or customer.account_number
         customer.tier = edit.tier or "standard"
         customer.language = edit.language or None
         if edit.phone and normalise_number(edit.phone, region) not in {

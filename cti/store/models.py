@@ -99,16 +99,34 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(128))
     tier: Mapped[str] = mapped_column(String(16), default="standard")
     language: Mapped[str | None] = mapped_column(String(8))
-    balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
-    currency: Mapped[str] = mapped_column(String(3), default="USD")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    accounts: Mapped[list[Account]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="Account.id"
+    )
     phones: Mapped[list[CustomerPhone]] = relationship(cascade="all, delete-orphan")
     orders: Mapped[list[Order]] = relationship(back_populates="customer")
+
+
+class Account(Base):
+    """One of a customer's accounts: what the IVR reads a balance from."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="accounts")
 
 
 class CustomerPhone(Base):

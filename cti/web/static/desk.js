@@ -64,7 +64,10 @@ function showCustomers(pop) {
       pick.onchange = () => { $("disposition").elements.customer_id.value = c.id; };
       title.append(pick, " ");
     }
-    title.append(el("span", c.name, { class: "name" }), " ", el("small", `${c.tier} · account ${c.account || "none"} · ${c.balance} ${c.currency}`));
+    const accounts = c.accounts.length
+      ? c.accounts.map((a) => `${a.number} (${a.balance} ${a.currency}${a.status === "open" ? "" : ", " + a.status})`).join(", ")
+      : "none";
+    title.append(el("span", c.name, { class: "name" }), " ", el("small", `${c.tier} · accounts ${accounts}`, { class: "accounts" }));
     card.append(title, el("p", `Phones: ${c.phones.join(", ")} · matched by ${pop.match}`, { class: "muted" }));
     const list = (heading, items, text) => {
       if (!items.length) return;
@@ -84,11 +87,12 @@ function showCustomers(pop) {
 }
 
 function editForm(c, title) {
-  // The agent corrects the record while on the call; "phone" adds a number to it.
+  // The agent corrects the record while on the call; "phone" adds a number to it and
+  // "account" one more account (a number another customer holds is refused).
   const details = el("details", null, { class: "edit" });
   details.append(el("summary", "Edit record"));
   const form = el("form", null, { class: "edit-customer" });
-  for (const [name, value] of [["name", c.name], ["tier", c.tier], ["language", c.language], ["phone", ""]]) {
+  for (const [name, value] of [["name", c.name], ["tier", c.tier], ["language", c.language], ["phone", ""], ["account", ""]]) {
     const label = el("label", `${name} `);
     label.append(el("input", null, { name, value }));
     form.append(label);
