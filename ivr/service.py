@@ -22,6 +22,7 @@ from cti.agents import AgentStates
 from cti.ami.bridge import AmiBridge
 from cti.bus import make_bus
 from cti.pop import PopBuilder, ScreenPops
+from cti.recorder import Recorder
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.store.directory import Directory
@@ -81,10 +82,12 @@ class Service:
         self.tracker = CallTracker(self.bus)
         self.agents = AgentStates(self.bus)
         self.ami: AmiBridge | None = None
+        self.recorder: Recorder | None = None
         if settings.ami.enabled:
             self.ami = AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
             cti = settings.cti
             ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
+            self.recorder = Recorder(self.bus, self.calls)
         self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
         app = create_app(
             self.sessions,
@@ -135,6 +138,7 @@ class Service:
             "ami": self.ami.health() if self.ami else {"status": "disabled"},
             "bus": self.bus.health(),
             "tracker": {"status": "ok", "calls": len(self.tracker.calls)},
+            "recorder": self.recorder.health() if self.recorder else {"status": "disabled"},
             "web": self.hub.health(),
         }
 
@@ -175,6 +179,8 @@ class Service:
         await self.recognisers.stop()
         if self.ami:
             await self.ami.stop()
+        if self.recorder:
+            await self.recorder.drain()
         self.hub.close()
         self.web.should_exit = True
         await web

@@ -27,13 +27,13 @@ def test_an_exception_in_a_node_sends_the_call_to_the_safe_queue(
     service = ServiceProcess(tmp_path, env).start()
     try:
         place_call("5551099", hold=3, caller_id="+14155550142", agi_server=service.agi_server)
-        found = service.wait_for_call(lambda c: c.outcome is not None)
+        found = service.wait_for_call(lambda c: c.ivr_end is not None)
         joined = ami.wait_event(
             lambda e: e.get("Event") == "QueueCallerJoin" and e.get("CallerIDNum") == "+14155550142"
         )
     finally:
         assert service.stop() == 0
-    assert (found.outcome, found.route) == ("failed", "queue:main")
+    assert (found.ivr_end, found.route) == ("failed", "queue:main")
     assert joined["Queue"] == "main"  # the caller is with the safe queue, not in dead air
     assert [(e.kind, e.node) for e in found.journey][-1] == ("error", "oops")
     assert f'msg="call failed; routing to the safe queue" call_id={found.id}' in service.log()
@@ -50,8 +50,8 @@ def test_twenty_simultaneous_calls_all_complete(ivr_service: ServiceProcess, pla
             caller_id=f"+141555502{i:02d}",
             agi_server=ivr_service.agi_server,
         )
-    calls = ivr_service.wait_for_calls(20, lambda c: c.outcome is not None, timeout=60)
-    assert all(c.outcome == "routed" for c in calls)
+    calls = ivr_service.wait_for_calls(20, lambda c: c.ivr_end is not None, timeout=60)
+    assert all(c.ivr_end == "routed" for c in calls)
     for found in calls:
         key = found.journey[0].data["value"]
         assert found.route == routes[key]

@@ -8,6 +8,7 @@ test uses that queue. Screenshots go to var/test-artifacts/.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -293,3 +294,16 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
     assert "matched by phone" in card.text and "+15550100" in card.text
     b.screenshot("desktop-caller-id-pop.png")
     assert not a.pop().is_displayed()
+
+    # The first call's record in the outcome log, from the IVR's part and Asterisk's events.
+    def first_call() -> Call:
+        with desk["sessions"]() as db:
+            return db.scalars(select(Call).where(Call.id == linkedid)).one()
+
+    deadline = time.monotonic() + 20
+    while first_call().outcome is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    logged = first_call()
+    assert (logged.outcome, logged.ivr_end, logged.queue) == ("answered", "routed", QUEUE)
+    assert logged.wait_seconds is not None and 0 <= logged.wait_seconds < 5
+    assert logged.talk_seconds is not None and 3 < logged.talk_seconds < 8  # it talks 5 s

@@ -90,7 +90,7 @@ def test_truncated_header_neither_spins_nor_blocks_the_next_call(
     time.sleep(2)
     assert cpu_seconds(ivr_service.proc.pid) - before < 0.5  # panoramisk's loop would eat 2 s
     place_call("5551001", press="1", hold=3, agi_server=ivr_service.agi_server)
-    assert ivr_service.wait_for_call(lambda c: c.outcome is not None).route == "queue:sales"
+    assert ivr_service.wait_for_call(lambda c: c.ivr_end is not None).route == "queue:sales"
 
 
 def test_peers_off_the_allow_list_are_refused(
@@ -122,7 +122,7 @@ def test_sigterm_refuses_new_calls_and_lets_the_call_in_progress_finish(
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((host, int(port)), timeout=2).close()
     assert ivr_service.proc.wait(30) == 0
-    call = ivr_service.wait_for_call(lambda c: c.outcome is not None, timeout=1)
+    call = ivr_service.wait_for_call(lambda c: c.ivr_end is not None, timeout=1)
     assert call.route == "queue:billing"
 
 

@@ -57,7 +57,7 @@ def call(
 ) -> Call:
     """A caller who presses `keys` (w = half a second) and stays `hold` seconds at most."""
     place_call("5551000", press=keys, hold=hold, caller_id=caller, agi_server=service.agi_server)
-    return service.wait_for_call(lambda c: c.outcome is not None, timeout=hold + 20)
+    return service.wait_for_call(lambda c: c.ivr_end is not None, timeout=hold + 20)
 
 
 def path_of(found: Call) -> list[tuple[str, str | None]]:
@@ -80,7 +80,7 @@ def test_language_then_a_main_menu_queue(
     open_line: ServiceProcess, place_call, keys: str, route: str, language: str
 ) -> None:
     found = call(open_line, place_call, keys)
-    assert (found.outcome, found.route) == ("routed", route)
+    assert (found.ivr_end, found.route) == ("routed", route)
     nodes = [node for _, node in path_of(found)]
     assert nodes[:4] == ["identify", "open_check", "language", language]
     assert found.journey[2].data["value"] == keys[0]
@@ -126,10 +126,10 @@ def test_after_hours_offers_a_callback(closed_line: ServiceProcess, place_call) 
         ("callback", "after_hours_callback"),
     ]
     assert found.journey[3].data["reason"] == "after_hours"
-    assert (found.outcome, found.route) == ("contained", "hangup")
+    assert (found.ivr_end, found.route) == ("contained", "hangup")
 
 
 def test_hangup_mid_collect(open_line: ServiceProcess, place_call) -> None:
     found = call(open_line, place_call, f"1{GAP}1{GAP}12", hold=1)
-    assert found.outcome == "abandoned_ivr"
+    assert found.ivr_end == "abandoned_ivr"
     assert path_of(found)[-1] == ("hangup", "order_number")

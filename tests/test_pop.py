@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -279,6 +279,15 @@ def test_the_card_lists_earlier_calls_open_commitments_pending_callbacks_and_sur
         agent="bob",
         notes="explained the late fee",
     )
+    answered = datetime(2025, 3, 1, 10, 1, tzinfo=UTC)  # Asterisk's side of the call
+    CallLog(sessions).record(
+        "earlier",
+        {
+            "queue_entered_at": answered,
+            "answered_at": answered,
+            "ended_at": answered + timedelta(minutes=5),
+        },
+    )
     store_call(  # Li's call: nothing of it on Ana's card
         sessions,
         "lis-call",
@@ -334,7 +343,7 @@ def test_the_card_lists_earlier_calls_open_commitments_pending_callbacks_and_sur
     [card] = pop["customers"]
     assert card["name"] == "Ana Lopez"
     assert [(c["outcome"], c["disposition"], c["agent"], c["notes"]) for c in card["calls"]] == [
-        ("routed", "resolved", "bob", "explained the late fee")
+        ("answered", "resolved", "bob", "explained the late fee")
     ]
     assert instant(card["calls"][0]["at"]) == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
     assert card["commitments"] == [{"text": "waive the late fee", "due": "2025-04-01"}]
@@ -371,9 +380,10 @@ def test_a_call_answered_for_the_popped_customer_shows_in_their_next_pop(
     first = builder.build("first", "4155550100", ivr_part("first", []))
     assert first["customers"][0]["calls"] == []  # its own call is not its history
     answered_by(sessions, "first", ALICE, ana)
+    CallLog(sessions).record("first", {"ended_at": datetime(2025, 1, 1, 0, 5, tzinfo=UTC)})
     store_call(sessions, "second")
     second = builder.build("second", "4155550100", ivr_part("second", []))
-    assert [c["outcome"] for c in second["customers"][0]["calls"]] == ["routed"]
+    assert [c["outcome"] for c in second["customers"][0]["calls"]] == ["failed"]  # unqueued
 
 
 # -- the stored journey when ivr.queued was not seen

@@ -40,7 +40,7 @@ def test_a_shipped_flow_over_process_agi(asterisk: Sandbox, postgres_url: str, p
     finally:
         config.unlink()
         engine.dispose()
-    assert (call.entry, call.flow, call.outcome, call.route) == (
+    assert (call.entry, call.flow, call.ivr_end, call.route) == (
         "5551001",
         "front_desk",
         "routed",
@@ -57,7 +57,7 @@ def wait_for_call(sessions) -> Call:  # type: ignore[no-untyped-def]
     while time.monotonic() < deadline:
         with sessions() as db:
             call = db.scalars(select(Call).options(selectinload(Call.journey))).first()
-        if call is not None and call.outcome is not None:
+        if call is not None and call.ivr_end is not None:
             return call
         time.sleep(0.2)
     raise AssertionError("ivr-agi stored no finished call")

@@ -72,7 +72,7 @@ def test_the_running_service_reloads_and_refuses(asterisk, tmp_path: Path, place
         (plans / "broken.yaml").write_text("flows: {x: {start: a, nodes: {a: {type: dance}}}}\n")
         wait_for(lambda: "dial plan change refused" in service.log())
         place_call("5551001", press="2", hold=3, agi_server=service.agi_server)
-        call = service.wait_for_call(lambda c: c.outcome is not None)
+        call = service.wait_for_call(lambda c: c.ivr_end is not None)
         assert call.route == "queue:billing"  # the reloaded version, still live
         assert "broken.yaml:1:41" in service.log()  # the refusal says where
     finally:

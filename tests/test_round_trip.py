@@ -14,12 +14,12 @@ def test_call_into_did_plays_menu_reads_key_and_is_stored(
 ) -> None:
     place_call("5551001", press="2", hold=6, agi_server=ivr_service.agi_server)
 
-    call = ivr_service.wait_for_call(lambda c: c.outcome is not None)
+    call = ivr_service.wait_for_call(lambda c: c.ivr_end is not None)
     assert call.entry == "5551001"
     assert call.did == "5551001"
     assert call.caller_number == "+14155550100"
     assert call.flow == "front_desk"
-    assert call.outcome == "routed"
+    assert call.ivr_end == "routed"
     assert call.route == "queue:support"
     assert call.linkedid and call.channel.startswith("Local/5551001@ivr-inbound")
     assert call.flow_version and len(call.flow_version) == 12
@@ -47,8 +47,8 @@ def test_call_into_did_plays_menu_reads_key_and_is_stored(
 def test_caller_hanging_up_in_the_menu_is_recorded(ivr_service: ServiceProcess, place_call) -> None:
     place_call("5551001", hold=1, wait=0, agi_server=ivr_service.agi_server)
 
-    call = ivr_service.wait_for_call(lambda c: c.outcome is not None)
-    assert call.outcome == "abandoned_ivr"
+    call = ivr_service.wait_for_call(lambda c: c.ivr_end is not None)
+    assert call.ivr_end == "abandoned_ivr"
     assert call.ended_at is not None
     assert call.journey[-1].kind == "hangup"
     assert call.journey[-1].node == "welcome"

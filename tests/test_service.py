@@ -19,7 +19,7 @@ def test_debug_logs_of_a_full_call_never_show_a_secret(
     service = ServiceProcess(tmp_path, {**secrets, "IVR_LOG__LEVEL": "debug"}).start()
     try:
         place_call("5551000", press="1", hold=2, agi_server=service.agi_server)
-        service.wait_for_call(lambda c: c.outcome is not None)
+        service.wait_for_call(lambda c: c.ivr_end is not None)
     finally:
         assert service.stop() == 0
     log = service.log()

@@ -90,7 +90,7 @@ def call(
     service: ServiceProcess, place_call: Callable, did: str, hold: float = 12, **caller
 ) -> Call:
     place_call(did, hold=hold, agi_server=service.agi_server, **caller)
-    return service.wait_for_call(lambda c: c.outcome is not None, timeout=hold + 20)
+    return service.wait_for_call(lambda c: c.ivr_end is not None, timeout=hold + 20)
 
 
 def heard(found: Call) -> dict:
@@ -151,7 +151,7 @@ def test_a_killed_recogniser_falls_back_to_keys_on_a_live_call(speech_line, plac
     place_call("5552001", press="3", wait=4, hold=12, agi_server=speech_line.agi_server)
     time.sleep(1.0)
     os.kill(pids[-1], signal.SIGKILL)
-    found = speech_line.wait_for_call(lambda c: c.outcome is not None, timeout=30)
+    found = speech_line.wait_for_call(lambda c: c.ivr_end is not None, timeout=30)
     assert found.route == "queue:d3", [(e.kind, e.data) for e in found.journey]
     failed = next(e for e in found.journey if e.kind == "speech_error")
     assert "recogniser" in failed.data["reason"]

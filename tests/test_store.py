@@ -110,7 +110,7 @@ def test_call_log_writes_each_ivr_part_once_and_appends_the_next(db_url: str) ->
     log.save(first, "routed", "queue:support", ended=False)
     with sessions() as db:
         call = db.scalars(select(Call)).one()
-        assert (call.entry, call.linkedid, call.outcome) == ("5551000", "1795.1", "routed")
+        assert (call.entry, call.linkedid, call.ivr_end) == ("5551000", "1795.1", "routed")
         assert call.ivr_ended_at is not None and call.ended_at is None
         assert [(e.seq, e.kind) for e in call.journey] == [(1, "choice"), (2, "route")]
     # The call comes back from its queue (overflow): a second part, same row, events after.
@@ -120,7 +120,7 @@ def test_call_log_writes_each_ivr_part_once_and_appends_the_next(db_url: str) ->
     log.save(second, "contained", "hangup", ended=True)
     with sessions() as db:
         call = db.scalars(select(Call)).one()
-        assert (call.entry, call.outcome, call.route) == ("5551000", "contained", "hangup")
+        assert (call.entry, call.ivr_end, call.route) == ("5551000", "contained", "hangup")
         assert call.ended_at is not None
         assert [(e.seq, e.kind) for e in call.journey] == [
             (1, "choice"),

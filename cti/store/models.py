@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     Numeric,
@@ -30,7 +31,9 @@ class Base(DeclarativeBase):
 
 
 class Call(Base):
-    """One call, from the moment our IVR answers (or Asterisk reports it) to its end."""
+    """One call in the outcome log, keyed by Asterisk's Linkedid: what the IVR and the AMI
+    side each learn of it (cti/store/calls.py merges them), and the outcome and times
+    that follow from those facts (cti/outcomes.py)."""
 
     __tablename__ = "calls"
 
@@ -38,16 +41,33 @@ class Call(Base):
     linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
     channel: Mapped[str | None] = mapped_column(String(128))
     direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    kind: Mapped[str] = mapped_column(String(16), default="inbound")  # inbound, callback, survey
     entry: Mapped[str | None] = mapped_column(String(64))
     did: Mapped[str | None] = mapped_column(String(32))
     caller_number: Mapped[str | None] = mapped_column(String(32))
     flow: Mapped[str | None] = mapped_column(String(64))
     flow_version: Mapped[str | None] = mapped_column(String(16))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
     ivr_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ivr_end: Mapped[str | None] = mapped_column(
+        String(16)
+    )  # contained, routed, abandoned_ivr, failed
     route: Mapped[str | None] = mapped_column(String(128))
-    outcome: Mapped[str | None] = mapped_column(String(32))
+    callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    survey_completed: Mapped[bool] = mapped_column(Boolean, default=False)
+    queue: Mapped[str | None] = mapped_column(String(64))
+    queue_entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
+    transferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(32), index=True)  # cti/outcomes.py
+    ivr_seconds: Mapped[float | None] = mapped_column(Float)
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     agent: Mapped[str | None] = mapped_column(String(64))  # username of the agent who answered
     disposition: Mapped[str | None] = mapped_column(String(32))

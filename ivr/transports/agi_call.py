@@ -174,15 +174,19 @@ class AgiCall:
             "flow": found[0] if found else None,
             "flow_version": self.plan.versions.get(found[0]) if found else None,
         }
-        log.info("call started", extra={**self.extra, "entry": entry})
         await self.request.send("ANSWER")
-        await self.request.send(f"SET VARIABLE IVR_CALL_ID {self.id}")
-        # Our dialplan passes the Linkedid as the second argument; ask for it otherwise.
+        # The call is keyed by its Linkedid, as Asterisk's side of the log keys it. Our
+        # dialplan passes it as the second argument; ask for it otherwise.
         linkedid = (
             headers.get("agi_arg_2")
             or (await self.request.send("GET VARIABLE CHANNEL(linkedid)")).data
         )
+        if linkedid:
+            self.id = self.part.call_id = linkedid
+            self.extra = {"call_id": self.id}
         self.part.fields["linkedid"] = linkedid or None
+        log.info("call started", extra={**self.extra, "entry": entry})
+        await self.request.send(f"SET VARIABLE IVR_CALL_ID {self.id}")
         if found is None:
             self.part.note("error", None, {"reason": f"no flow for entry {entry!r}"})
             return await self._route(Route("fallback"))
@@ -229,8 +233,10 @@ class AgiCall:
                     given = await self._record(action)
                 elif isinstance(action, Lookup):
                     given = await asyncio.to_thread(self.lookup, action)
-                elif isinstance(action, SaveCallback | SaveAnswer):
-                    pass  # the engine's journey event carries it; campaigns store it
+                elif isinstance(action, SaveCallback):
+                    self.part.fields["callback_requested"] = True  # campaigns dial it
+                elif isinstance(action, SaveAnswer):
+                    pass  # the engine's journey event carries it; surveys store it
                 elif isinstance(action, Route):
                     if self.parked is not None and action.options.get("overflow"):
                         self.parked.park(self.id, self.plan, state)
@@ -363,10 +369,10 @@ class AgiCall:
             )
             return None
 
-    async def _save(self, outcome: str, route: str | None, ended: bool) -> None:
+    async def _save(self, ivr_end: str, route: str | None, ended: bool) -> None:
         """Write this IVR part in a worker thread; a database fault is logged and never
         breaks the call."""
         try:
-            await asyncio.to_thread(self.calls.save, self.part, outcome, route, ended)
+            await asyncio.to_thread(self.calls.save, self.part, ivr_end, route, ended)
         except Exception:
             log.exception("could not record the call", extra=self.extra)

@@ -1,0 +1,137 @@
+"""The outcome log's row of a call, written by both sides (the IVR's part, Asterisk's
+events), on SQLite and on the real PostgreSQL: the same row whatever the order."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from cti.store.calls import CallLog, IvrPart
+from cti.store.db import make_engine, session_factory, upgrade
+from cti.store.models import Call
+
+T0 = datetime(2025, 11, 22, 23, 59, 30, tzinfo=UTC)  # over midnight, in the past
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def log(db_url: str) -> Iterator[CallLog]:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield CallLog(session_factory(engine))
+    engine.dispose()
+
+
+def ivr_part(linkedid: str, **fields: Any) -> IvrPart:
+    part = IvrPart(linkedid, {"linkedid": linkedid, "entry": "5551000", **fields})
+    part.note("match", "main_menu", {"mode": "dtmf", "value": "3"})
+    return part
+
+
+def row(sessions: sessionmaker[Session], linkedid: str) -> Call:
+    with sessions() as db:
+        query = select(Call).where(Call.id == linkedid).options(selectinload(Call.journey))
+        return db.scalars(query).one()
+
+
+def summary(call: Call) -> tuple[Any, ...]:
+    return (
+        call.outcome,
+        call.ivr_end,
+        call.queue,
+        call.wait_seconds,
+        call.talk_seconds,
+        call.abandoned,
+    )
+
+
+def answered_call_writes(log: CallLog, linkedid: str) -> list[Callable[[], None]]:
+    """Each write of one answered call, as the IVR and the recorder make them."""
+    return [
+        lambda: log.save(ivr_part(linkedid, started_at=at(1)), "routed", "queue:support", False),
+        lambda: log.record(linkedid, {"started_at": at(0), "caller_number": "+14155550100"}),
+        lambda: log.record(linkedid, {"queue": "support", "queue_entered_at": at(20)}),
+        lambda: log.record(linkedid, {"answered_at": at(32.5)}),
+        lambda: log.record(linkedid, {"agent_done_at": at(152.5)}),
+        lambda: log.record(linkedid, {"ended_at": at(153)}),
+    ]
+
+
+def test_an_answered_call_is_the_same_row_in_any_order(log: CallLog) -> None:
+    rows = set()
+    for n, order in enumerate(itertools.permutations(range(6))):
+        if n % 7:  # 720 orders: a spread of 103 of them keeps the test quick
+            continue
+        linkedid = f"1800.{n}"
+        writes = answered_call_writes(log, linkedid)
+        for i in order:
+            writes[i]()
+        found = row(log.sessions, linkedid)
+        rows.add((*summary(found), found.started_at.replace(tzinfo=None), len(found.journey)))
+    assert len(rows) == 1
+    (result,) = rows
+    outcome, ivr_end, queue, wait, talk, abandoned, started, steps = result
+    assert (outcome, ivr_end, queue, abandoned, steps) == (
+        "answered",
+        "routed",
+        "support",
+        False,
+        1,
+    )
+    assert started == at(0).replace(tzinfo=None)  # the earliest start either side saw
+    assert (wait, talk) == (12.5, 120.0)
+    found = row(log.sessions, "1800.0")  # the IVR's time: to when its part was written
+    assert found.ivr_ended_at is not None
+    assert found.ivr_seconds == (found.ivr_ended_at - found.started_at).total_seconds()
+
+
+def test_a_writes_repeated_changes_nothing(log: CallLog) -> None:
+    writes = answered_call_writes(log, "1801.1")
+    for write in writes:
+        write()
+    first = summary(row(log.sessions, "1801.1"))
+    for write in writes[1:]:  # the IVR's part is written once; Asterisk's events may repeat
+        write()
+    assert summary(row(log.sessions, "1801.1")) == first
+
+
+def test_the_ivr_finished_it(log: CallLog) -> None:
+    log.save(ivr_part("1802.1", started_at=at(0)), "contained", "hangup", True)
+    assert row(log.sessions, "1802.1").outcome == "contained"
+    log.record("1802.1", {"started_at": at(0.2)})  # Asterisk's events come after
+    log.record("1802.1", {"ended_at": at(50)})
+    found = row(log.sessions, "1802.1")
+    assert (found.outcome, found.wait_seconds, found.talk_seconds) == ("contained", None, None)
+
+
+def test_a_queue_abandon(log: CallLog) -> None:
+    log.record("1803.1", {"started_at": at(0)})
+    log.save(ivr_part("1803.1"), "routed", "queue:support", False)
+    log.record("1803.1", {"queue": "support", "queue_entered_at": at(10)})
+    assert row(log.sessions, "1803.1").outcome is None  # still waiting
+    log.record("1803.1", {"abandoned": True})
+    log.record("1803.1", {"ended_at": at(100)})
+    found = row(log.sessions, "1803.1")
+    assert (found.outcome, found.abandoned, found.wait_seconds) == ("abandoned_queue", True, 90.0)
+
+
+def test_a_callback_asked_for_in_the_ivr(log: CallLog) -> None:
+    part = ivr_part("1804.1", started_at=at(0), callback_requested=True)
+    log.save(part, "contained", "hangup", True)
+    assert row(log.sessions, "1804.1").outcome == "callback_requested"
+
+
+def test_a_caller_who_hung_up_before_the_ivr_wrote_anything(log: CallLog) -> None:
+    log.record("1805.1", {"started_at": at(0), "caller_number": "+14155550100"})
+    log.record("1805.1", {"ended_at": at(2)})
+    found = row(log.sessions, "1805.1")
+    assert (found.outcome, found.entry, found.caller_number) == ("failed", None, "+14155550100")
