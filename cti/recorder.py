@@ -3,14 +3,18 @@ written to its row (cti/store/calls.py merges it with what the IVR wrote).
 
 Every tracked call gets a row, wherever its caller hung up, because ``call.ended``
 comes for every call. Writes run in one thread of their own, in the order the events
-came, with the time each event was seen.
+came, with the time each event was seen. After an AMI gap, calls the log still has open
+but Asterisk no longer carries (their hang-up fell in the gap) are closed: the
+reconciler, run at each resync.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from cti.bus import Bus
@@ -18,6 +22,8 @@ from cti.store.calls import CallLog
 from cti.store.models import utcnow
 
 log = logging.getLogger("cti.recorder")
+
+RECONCILE_WINDOW = timedelta(days=2)  # open calls older than this are left to a person
 
 
 def facts_of(topic: str, call: dict[str, Any]) -> dict[str, Any] | None:
@@ -42,19 +48,36 @@ def facts_of(topic: str, call: dict[str, Any]) -> dict[str, Any] | None:
 
 
 class Recorder:
-    def __init__(self, bus: Bus, calls: CallLog) -> None:
+    """`live`: the Linkedids Asterisk carries now (the tracker's, just resynced)."""
+
+    def __init__(self, bus: Bus, calls: CallLog, live: Callable[[], Collection[str]]) -> None:
         self.calls = calls
+        self.live = live
         self.writing = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self.failed = 0
+        self.closed = 0  # calls the reconciler closed
         bus.subscribe("*", self._on_event)
 
     async def _on_event(self, topic: str, call: dict[str, Any]) -> None:
-        facts = facts_of(topic, call) if topic.startswith("call.") else None
-        if facts is None:
+        if topic == "ami.resynced":
+            self._write(topic, "", self.reconcile, set(self.live()))
             return
-        loop = asyncio.get_running_loop()
-        write = loop.run_in_executor(self.writing, self.calls.record, call["linkedid"], facts)
-        write.add_done_callback(lambda done: self._done(done, topic, call["linkedid"]))
+        facts = facts_of(topic, call) if topic.startswith("call.") else None
+        if facts is not None:
+            self._write(topic, call["linkedid"], self.calls.record, call["linkedid"], facts)
+
+    def _write(self, topic: str, linkedid: str, work: Callable[..., Any], *args: Any) -> None:
+        write = asyncio.get_running_loop().run_in_executor(self.writing, work, *args)
+        write.add_done_callback(lambda done: self._done(done, topic, linkedid))
+
+    def reconcile(self, live: Collection[str]) -> None:
+        """Close the calls the log has open that Asterisk no longer carries."""
+        now = utcnow()
+        for linkedid in self.calls.open_calls(now - RECONCILE_WINDOW):
+            if linkedid not in live:
+                self.calls.record(linkedid, {"ended_at": now})
+                self.closed += 1
+                log.info("reconciler closed a call", extra={"linkedid": linkedid})
 
     def _done(self, write: asyncio.Future[None], topic: str, linkedid: str) -> None:
         if write.exception() is not None:
@@ -69,4 +92,5 @@ class Recorder:
         await asyncio.get_running_loop().run_in_executor(self.writing, lambda: None)
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok" if not self.failed else "degraded", "failed": self.failed}
+        status = "ok" if not self.failed else "degraded"
+        return {"status": status, "failed": self.failed, "closed": self.closed}

@@ -87,7 +87,7 @@ class Service:
             self.ami = AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
             cti = settings.cti
             ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
-            self.recorder = Recorder(self.bus, self.calls)
+            self.recorder = Recorder(self.bus, self.calls, lambda: self.tracker.calls.keys())
         self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
         app = create_app(
             self.sessions,

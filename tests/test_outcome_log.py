@@ -3,6 +3,7 @@ events), on SQLite and on the real PostgreSQL: the same row whatever the order."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from cti.bus import InProcessBus
+from cti.recorder import Recorder
 from cti.store.calls import CallLog, IvrPart
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Call
@@ -135,3 +138,27 @@ def test_a_caller_who_hung_up_before_the_ivr_wrote_anything(log: CallLog) -> Non
     log.record("1805.1", {"ended_at": at(2)})
     found = row(log.sessions, "1805.1")
     assert (found.outcome, found.entry, found.caller_number) == ("failed", None, "+14155550100")
+
+
+def test_after_an_ami_gap_the_reconciler_closes_calls_asterisk_no_longer_has(
+    log: CallLog,
+) -> None:
+    """A call whose hang-up fell in the gap is closed; one still going stays open."""
+    now = datetime.now(UTC)
+    log.record("1806.1", {"started_at": now, "queue": "support", "queue_entered_at": now})
+    log.record("1806.2", {"started_at": now})
+    log.record("1806.3", {"started_at": now - timedelta(days=3)})  # too old: left alone
+    live = {"1806.2"}
+    bus = InProcessBus()
+    recorder = Recorder(bus, log, lambda: live)
+
+    async def resync() -> None:
+        await bus.publish("ami.resynced", {"resyncs": 2})
+        await recorder.drain()
+
+    asyncio.run(resync())
+    gone, going, old = (row(log.sessions, f"1806.{n}") for n in (1, 2, 3))
+    assert (gone.outcome, gone.ended_at is not None) == ("abandoned_queue", True)
+    assert (going.outcome, going.ended_at) == (None, None)
+    assert old.ended_at is None
+    assert recorder.health() == {"status": "ok", "failed": 0, "closed": 1}

@@ -139,6 +139,12 @@ class CallLog:
                 )
             settle(db, part.call_id)
 
+    def open_calls(self, since: datetime) -> list[str]:
+        """Calls started since `since` that the log still has as going on."""
+        query = select(Call.id).where(Call.ended_at.is_(None), Call.started_at >= since)
+        with self.sessions() as db:
+            return list(db.scalars(query))
+
     def record(self, linkedid: str, facts: dict[str, Any]) -> None:
         """Facts Asterisk reported about a call (AMI side): merged into its row."""
         row = {**facts, "id": linkedid, "linkedid": linkedid}
