@@ -26,6 +26,7 @@ from cti.recorder import Recorder
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.store.directory import Directory
+from cti.store.spool import Spool
 from cti.tracker import CallTracker
 from cti.web.app import create_app
 from cti.web.live import LiveHub, web_app
@@ -61,7 +62,7 @@ class Service:
         check_schema(self.engine)
         self.sessions = session_factory(self.engine)
         self.plan = LivePlan(settings.paths.dialplans, settings.paths.prompts)
-        self.calls = CallLog(self.sessions)
+        self.calls = CallLog(self.sessions, Spool(settings.paths.spool))
         self.directory = Directory(self.sessions)
         self.parked = ParkedCalls()
         self.bus = make_bus(
@@ -131,9 +132,23 @@ class Service:
         assert self.ami is not None and self.loop is not None
         return asyncio.run_coroutine_threadsafe(self.ami.send(fields), self.loop).result(15)
 
+    async def _replay_spool(self) -> None:
+        """Every second, hand the database what waited for it while it was away."""
+        while True:
+            await asyncio.sleep(1)
+            if not (self.calls.spool and self.calls.spool.count):
+                continue
+            try:
+                if done := await asyncio.to_thread(self.calls.replay):
+                    log.info("spooled writes replayed", extra={"writes": done})
+            except Exception:
+                log.exception("spool replay failed")
+
     def health(self) -> dict[str, dict[str, Any]]:
+        spooled = self.calls.spool.count if self.calls.spool else 0
         return {
             "fastagi": {"status": "ok", "calls": len(self.agi.calls)},
+            "log": {"status": "degraded" if spooled else "ok", "spooled": spooled},
             "speech": self.recognisers.health(),
             "ami": self.ami.health() if self.ami else {"status": "disabled"},
             "bus": self.bus.health(),
@@ -163,6 +178,7 @@ class Service:
         await self.audiosocket.start()
         await self.recognisers.start()
         watcher = asyncio.create_task(self.plan.watch())
+        replayer = asyncio.create_task(self._replay_spool())
         if self.ami:
             await self.ami.start()
         # uvicorn's serve() would take over SIGINT/SIGTERM; _serve is the same without that.
@@ -174,6 +190,7 @@ class Service:
         await self.stopping.wait()
         log.info("stopping: refusing new calls, letting calls in progress finish")
         watcher.cancel()
+        replayer.cancel()
         await self.agi.stop(self.settings.agi.drain_timeout)
         await self.audiosocket.stop()
         await self.recognisers.stop()

@@ -7,10 +7,11 @@ import asyncio
 import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cti.bus import InProcessBus
@@ -18,6 +19,8 @@ from cti.recorder import Recorder
 from cti.store.calls import CallLog, IvrPart
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Call
+from cti.store.spool import Spool
+from tests.support.relay import Relay
 
 T0 = datetime(2025, 11, 22, 23, 59, 30, tzinfo=UTC)  # over midnight, in the past
 
@@ -162,3 +165,37 @@ def test_after_an_ami_gap_the_reconciler_closes_calls_asterisk_no_longer_has(
     assert (going.outcome, going.ended_at) == (None, None)
     assert old.ended_at is None
     assert recorder.health() == {"status": "ok", "failed": 0, "closed": 1}
+
+
+def test_nothing_is_lost_while_the_database_is_away(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL goes away mid-call (its connections cut, new ones refused) and comes
+    back: the writes in between wait in the spool, survive a restart of the service,
+    and are replayed in order."""
+    upgrade(make_engine(postgres_url))
+    url = make_url(postgres_url)
+    relay = Relay((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(port=relay.port).render_as_string(hide_password=False)
+    log = CallLog(session_factory(make_engine(through)), Spool(tmp_path / "spool"))
+    writes = answered_call_writes(log, "1807.1")
+    writes[0]()  # the IVR's part, while the database is there
+    relay.cut()
+    for write in writes[1:]:
+        write()
+    assert log.spool is not None and log.spool.count == 5
+    assert log.replay() == 0  # still away: nothing replayed, nothing dropped
+
+    restarted = Spool(tmp_path / "spool")  # the service restarts meanwhile
+    assert restarted.count == 5
+    relay.restore()
+    back = CallLog(session_factory(make_engine(through)), restarted)
+    assert back.replay() == 5 and restarted.count == 0
+    found = row(back.sessions, "1807.1")
+    assert (found.outcome, found.queue, found.wait_seconds, found.talk_seconds) == (
+        "answered",
+        "support",
+        12.5,
+        120.0,
+    )
+    assert len(found.journey) == 1
+    back.record("1807.1", {"transferred": True})  # and writes go straight in again
+    assert row(back.sessions, "1807.1").transferred and restarted.count == 0

@@ -8,11 +8,14 @@ native dialplan's (bench/RESULTS.md, asterisk_cost). A call that comes back to t
 (queue overflow) is a second part; its events follow the first part's.
 
 Writers are synchronous SQLAlchemy; async callers run them in a worker thread
-(`asyncio.to_thread`) so the event loop never blocks on the database.
+(`asyncio.to_thread`) so the event loop never blocks on the database. While the
+database is away, writes wait in the spool (cti/store/spool.py) and the service
+replays them when it is back.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -24,6 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.outcomes import CallFacts, durations, outcome
 from cti.store.models import Call, JourneyEvent, utcnow
+from cti.store.spool import Spool, Write, unavailable
+
+log = logging.getLogger("cti.calls")
 
 CALLS = Call.__table__
 JOURNEY_INSERT = insert(JourneyEvent.__table__)
@@ -115,8 +121,11 @@ def settle(db: Session, call_id: str) -> None:
 
 
 class CallLog:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """`spool`: where writes wait while the database is away (none: they raise)."""
+
+    def __init__(self, sessions: sessionmaker[Session], spool: Spool | None = None) -> None:
         self.sessions = sessions
+        self.spool = spool
 
     def save(self, part: IvrPart, ivr_end: str, route: str | None, ended: bool) -> None:
         """Write a finished IVR part: the call's row (created, or merged into), its journey
@@ -125,25 +134,7 @@ class CallLog:
         now: datetime = utcnow()
         row = {**part.fields, "id": part.call_id, "ivr_ended_at": now}
         row |= {"ivr_end": ivr_end, "route": route} | ({"ended_at": now} if ended else {})
-        with self.sessions.begin() as db:
-            db.execute(upsert(db.get_bind().dialect.name, frozenset(row)), row)
-            if part.events:
-                last = db.scalar(LAST_SEQ, {"call_id": part.call_id})
-                first = (last or 0) + 1
-                db.execute(
-                    JOURNEY_INSERT,
-                    [
-                        {**event, "call_id": part.call_id, "seq": seq}
-                        for seq, event in enumerate(part.events, start=first)
-                    ],
-                )
-            settle(db, part.call_id)
-
-    def open_calls(self, since: datetime) -> list[str]:
-        """Calls started since `since` that the log still has as going on."""
-        query = select(Call.id).where(Call.ended_at.is_(None), Call.started_at >= since)
-        with self.sessions() as db:
-            return list(db.scalars(query))
+        self._write(["save", row, part.events])
 
     def record(self, linkedid: str, facts: dict[str, Any]) -> None:
         """Facts Asterisk reported about a call (AMI side): merged into its row."""
@@ -152,6 +143,44 @@ class CallLog:
         # replaces it when it comes (EARLIEST), unlike "now" at insert, which would stay.
         times = [value for value in facts.values() if isinstance(value, datetime)]
         row.setdefault("started_at", min(times, default=utcnow()))
+        self._write(["record", row, []])
+
+    def _write(self, write: Write) -> None:
+        if self.spool is not None and self.spool.count:
+            self.spool.append(write)  # behind the ones waiting: in order
+            return
+        try:
+            self.apply(write)
+        except Exception as exc:
+            if self.spool is None or not unavailable(exc):
+                raise
+            log.warning("database away: spooling", extra={"error": str(exc)})
+            self.spool.append(write)
+
+    def apply(self, write: Write) -> None:
+        """One write, in one transaction: the row, the journey events after any stored,
+        and the outcome and times that follow."""
+        _, row, events = write
+        call_id = row["id"]
         with self.sessions.begin() as db:
             db.execute(upsert(db.get_bind().dialect.name, frozenset(row)), row)
-            settle(db, linkedid)
+            if events:
+                first = (db.scalar(LAST_SEQ, {"call_id": call_id}) or 0) + 1
+                db.execute(
+                    JOURNEY_INSERT,
+                    [
+                        {**event, "call_id": call_id, "seq": seq}
+                        for seq, event in enumerate(events, start=first)
+                    ],
+                )
+            settle(db, call_id)
+
+    def replay(self) -> int:
+        """Spooled writes applied now (the database is back); how many."""
+        return self.spool.replay(self.apply) if self.spool is not None and self.spool.count else 0
+
+    def open_calls(self, since: datetime) -> list[str]:
+        """Calls started since `since` that the log still has as going on."""
+        query = select(Call.id).where(Call.ended_at.is_(None), Call.started_at >= since)
+        with self.sessions() as db:
+            return list(db.scalars(query))

@@ -1,0 +1,86 @@
+"""Writes the database could not take, kept in order in a local file until it can.
+
+One JSON line per write, appended and fsynced before the writer goes on, so a spooled
+event survives a restart of the service. `replay` applies them in order and keeps the
+ones still refused; while any wait, new writes queue behind them. A write the database
+rejects for itself (not for being away) moves to ``calls.rejected.jsonl``, kept for a
+person to look at, so that it never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger("cti.spool")
+
+Write = list[Any]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached (worth retrying later), not
+    that the write itself is wrong."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    raise TypeError(f"cannot spool {type(value).__name__}")
+
+
+def _decode(value: dict[str, Any]) -> Any:
+    return datetime.fromisoformat(value["$dt"]) if set(value) == {"$dt"} else value
+
+
+class Spool:
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "calls.jsonl"
+        self.rejected = folder / "calls.rejected.jsonl"
+        self.lock = threading.Lock()
+        self.count = len(self._lines())
+
+    def _lines(self) -> list[str]:
+        return self.path.read_text().splitlines() if self.path.exists() else []
+
+    def append(self, write: Write) -> None:
+        line = json.dumps(write, default=_encode)
+        with self.lock, self.path.open("a") as file:
+            file.write(line + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+            self.count += 1
+
+    def replay(self, apply: Callable[[Write], None]) -> int:
+        """Apply the spooled writes in order until the database refuses one; how many
+        went through."""
+        with self.lock:
+            lines = self._lines()
+            done = 0
+            for line in lines:
+                try:
+                    apply(json.loads(line, object_hook=_decode))
+                except Exception as exc:
+                    if unavailable(exc):
+                        break
+                    log.error("spooled write rejected", extra={"error": str(exc)})
+                    with self.rejected.open("a") as file:
+                        file.write(line + "\n")
+                done += 1
+            if done:
+                rest = self.path.with_suffix(".tmp")
+                rest.write_text("".join(f"{line}\n" for line in lines[done:]))
+                os.replace(rest, self.path)
+            self.count = len(lines) - done
+            return done
