@@ -23,16 +23,13 @@ streams  RAMP: N streams of one agent user, each its own TCP connection; each mu
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
 import statistics
 import tempfile
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +39,7 @@ from cti.store.db import make_engine, session_factory
 from cti.store.users import add_user
 from ivr.config import AmiSettings
 from tests.support.service import ServiceProcess
+from tests.support.web import WebUser
 
 QUEUE = "pop-bench"
 AGENTS = 20
@@ -94,22 +92,7 @@ def rss_mib(service: ServiceProcess) -> float:
 
 def login(web: Address, username: str) -> str:
     """The session cookie of `username`, logged in through the form (CSRF token and all)."""
-    conn = http.client.HTTPConnection(*web, timeout=30)
-    conn.request("GET", "/login")
-    page = conn.getresponse()
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.read().decode())
-    assert token, "no csrf_token on /login"
-    form = {"csrf_token": token[1], "username": username, "password": PASSWORD}
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Cookie": f"session={SimpleCookie(page.getheader('Set-Cookie'))['session'].value}",
-    }
-    conn.request("POST", "/login", urllib.parse.urlencode(form), headers)
-    reply = conn.getresponse()
-    reply.read()
-    assert reply.status == 302, f"login of {username}: {reply.status}"
-    conn.close()
-    return SimpleCookie(reply.getheader("Set-Cookie"))["session"].value
+    return WebUser(f"http://{web[0]}:{web[1]}/", username, PASSWORD).session_cookie
 
 
 class Stream:

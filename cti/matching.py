@@ -18,8 +18,6 @@ from sqlalchemy.orm import Session
 from cti.store.models import Account, Customer, CustomerPhone, Order
 from ivr.numbers import normalise_number
 
-__all__ = ["Match", "add_phone", "customers_with_number", "match_customer", "normalise_number"]
-
 
 @dataclass
 class Match:

@@ -23,9 +23,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.bus import Bus
-from cti.matching import match_customer, normalise_number
+from cti.matching import match_customer
 from cti.store.dispositions import answered_by
 from cti.store.models import Call, Callback, Commitment, Customer, JourneyEvent
+from ivr.numbers import normalise_number
 
 log = logging.getLogger("cti.pop")
 

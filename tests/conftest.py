@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from cti.ami.originate import simulated_call_action
+from cti.store.db import make_engine, session_factory, upgrade
 from ivr.config import AmiSettings
 from tests.support.ami import AmiClient
 from tests.support.service import REPO, ServiceProcess
@@ -124,6 +126,15 @@ def postgres_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on `db_url`, its schema at the latest migration."""
+    engine = make_engine(db_url)
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

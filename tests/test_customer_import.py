@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,11 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from cti.matching import normalise_number
 from cti.store import customer_import
 from cti.store.customer_import import CustomerFileError, e164_of, import_customers
-from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Account, Customer, CustomerPhone
+from ivr.numbers import normalise_number
 from tests.support.service import IVR
 
 GOOD = """\
@@ -27,14 +25,6 @@ Chen Jie,70000002,,zh,,,
 Sam Office,70000003,gold,,-3.10,EUR,4155550177
 Kim Office,,,,0,,4155550177
 """
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def write(tmp_path: Path, text: str, name: str = "customers.csv") -> Path:

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.orm import Session
 
-from cti.matching import add_phone, match_customer, normalise_number
+from cti.matching import add_phone, match_customer
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.demo import seed
 from cti.store.models import Account, Customer
+from ivr.numbers import normalise_number
 
 
 @pytest.fixture

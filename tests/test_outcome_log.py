@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,8 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.fixture
-def log(db_url: str) -> Iterator[CallLog]:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield CallLog(session_factory(engine))
-    engine.dispose()
+def log(sessions: sessionmaker[Session]) -> CallLog:
+    return CallLog(sessions)
 
 
 def ivr_part(linkedid: str, **fields: Any) -> IvrPart:

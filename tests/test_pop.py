@@ -8,7 +8,7 @@ call rang.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,21 +21,12 @@ from cti.bus import InProcessBus
 from cti.matching import add_phone
 from cti.pop import PopBuilder, ScreenPops, journey_steps, typed_keys
 from cti.store.calls import CallLog, IvrPart
-from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.dispositions import answered_by, save_notes
 from cti.store.models import Account, Call, Callback, Commitment, Customer, Order
 from cti.store.users import add_user
 
 ANA_PHONE, LI_PHONE = "+1 415 555 0100", "+1 415 555 0124"
 ANA_ACCOUNT, LI_ACCOUNT = "12345674", "87654323"
-
-
-@pytest.fixture
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def add_customer(

@@ -17,7 +17,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cti.matching import add_phone, normalise_number
+from cti.matching import add_phone
 from cti.store.calls import upsert
 from cti.store.models import (
     Account,
@@ -29,6 +29,7 @@ from cti.store.models import (
     User,
     utcnow,
 )
+from ivr.numbers import normalise_number
 
 
 class CallNotFound(LookupError):

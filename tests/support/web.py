@@ -18,9 +18,8 @@ class WebUser:
 
     def __init__(self, base: str, username: str, password: str) -> None:
         self.base = base
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
         page = self.opener.open(base + "login", timeout=10).read().decode()
         token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
         assert token, "no csrf_token on /login"
@@ -28,6 +27,10 @@ class WebUser:
         done = self.opener.open(base + "login", urllib.parse.urlencode(form).encode(), timeout=10)
         assert not done.url.endswith("/login"), f"{username} could not log in"
         self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+
+    @property
+    def session_cookie(self) -> str:
+        return next(c.value for c in self.cookies if c.name == "session" and c.value)
 
     def listen(self) -> None:
         """Read /events in a thread; each event lands in `self.events` as (kind, data)."""
