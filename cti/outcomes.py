@@ -41,6 +41,8 @@ class CallFacts:
     transferred: bool = False  # an agent transferred it (Blind/AttendedTransfer): a KPI fact
     agent_done_at: datetime | None = None  # the (last) agent's part ended (AgentComplete)
     ended_at: datetime | None = None
+    hold_seconds: float | None = None  # the caller on hold, in all (Hold/Unhold)
+    disposed_at: datetime | None = None  # the (last) agent saved a disposition
 
 
 def outcome(facts: CallFacts) -> Outcome | None:
@@ -75,7 +77,8 @@ class Durations:
 
     ivr: float | None  # start to the end of the IVR (or to the queue, or to the end)
     wait: float | None  # in the queue: joined to answered, or to the end if never answered
-    talk: float | None  # answered to the agent's part ending (or to the end of the call)
+    talk: float | None  # answered to the agent's part ending (or to the end), less hold
+    wrapup: float | None  # the agent's part ending to their disposition
 
 
 def durations(facts: CallFacts, ivr_ended_at: datetime | None) -> Durations:
@@ -85,8 +88,10 @@ def durations(facts: CallFacts, ivr_ended_at: datetime | None) -> Durations:
             return None
         return max(0.0, (end - start).total_seconds())
 
+    talk = between(facts.answered_at, facts.agent_done_at, facts.ended_at)
     return Durations(
         ivr=between(facts.started_at, ivr_ended_at, facts.queue_entered_at, facts.ended_at),
         wait=between(facts.queue_entered_at, facts.answered_at, facts.ended_at),
-        talk=between(facts.answered_at, facts.agent_done_at, facts.ended_at),
+        talk=None if talk is None else max(0.0, talk - (facts.hold_seconds or 0.0)),
+        wrapup=between(facts.agent_done_at, facts.disposed_at) if facts.answered_at else None,
     )

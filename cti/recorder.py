@@ -2,10 +2,10 @@
 written to its row (cti/store/calls.py merges it with what the IVR wrote).
 
 Every tracked call gets a row, wherever its caller hung up, because ``call.ended``
-comes for every call. Writes run in one thread of their own, in the order the events
-came, with the time each event was seen. After an AMI gap, calls the log still has open
-but Asterisk no longer carries (their hang-up fell in the gap) are closed: the
-reconciler, run at each resync.
+comes for every call. Writes queue in the order the events came, with the time each
+event was seen, and the log commits them in batches. After an AMI gap, calls the log
+still has open but Asterisk no longer carries (their hang-up fell in the gap) are
+closed: the reconciler, run at each resync.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +42,8 @@ def facts_of(topic: str, call: dict[str, Any]) -> dict[str, Any] | None:
             return {"abandoned": True}
         case "call.transferred":
             return {"transferred": True}
+        case "call.unheld":
+            return {"hold_seconds": call["hold_seconds"]}
         case "call.ended":
             return {"ended_at": now}
     return None
@@ -53,43 +55,49 @@ class Recorder:
     def __init__(self, bus: Bus, calls: CallLog, live: Callable[[], Collection[str]]) -> None:
         self.calls = calls
         self.live = live
-        self.writing = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self.failed = 0
         self.closed = 0  # calls the reconciler closed
+        self.reconciling: asyncio.Task[None] | None = None
         bus.subscribe("*", self._on_event)
 
     async def _on_event(self, topic: str, call: dict[str, Any]) -> None:
         if topic == "ami.resynced":
-            self._write(topic, "", self.reconcile, set(self.live()))
+            self.reconciling = asyncio.create_task(
+                asyncio.to_thread(self.reconcile, set(self.live()))
+            )
+            self.reconciling.add_done_callback(lambda done: self._failed(done, topic, ""))
             return
         facts = facts_of(topic, call) if topic.startswith("call.") else None
         if facts is not None:
-            self._write(topic, call["linkedid"], self.calls.record, call["linkedid"], facts)
+            self._write(topic, call["linkedid"], facts)
 
-    def _write(self, topic: str, linkedid: str, work: Callable[..., Any], *args: Any) -> None:
-        write = asyncio.get_running_loop().run_in_executor(self.writing, work, *args)
-        write.add_done_callback(lambda done: self._done(done, topic, linkedid))
+    def _write(self, topic: str, linkedid: str, facts: dict[str, Any]) -> None:
+        """Queued behind the writes before it; the log commits them in batches."""
+        write = self.calls.submit(self.calls.facts_write(linkedid, facts))
+        write.add_done_callback(lambda done: self._failed(done, topic, linkedid))
 
     def reconcile(self, live: Collection[str]) -> None:
         """Close the calls the log has open that Asterisk no longer carries."""
         now = utcnow()
         for linkedid in self.calls.open_calls(now - RECONCILE_WINDOW):
             if linkedid not in live:
-                self.calls.record(linkedid, {"ended_at": now})
+                self._write("reconcile", linkedid, {"ended_at": now})
                 self.closed += 1
                 log.info("reconciler closed a call", extra={"linkedid": linkedid})
 
-    def _done(self, write: asyncio.Future[None], topic: str, linkedid: str) -> None:
-        if write.exception() is not None:
+    def _failed(self, done: Future[None] | asyncio.Future[None], topic: str, linkedid: str) -> None:
+        if not done.cancelled() and done.exception() is not None:
             self.failed += 1
             log.error(
                 "call not recorded",
-                extra={"linkedid": linkedid, "event": topic, "error": str(write.exception())},
+                extra={"linkedid": linkedid, "event": topic, "error": str(done.exception())},
             )
 
     async def drain(self) -> None:
         """Until every write queued so far is done (the service stops)."""
-        await asyncio.get_running_loop().run_in_executor(self.writing, lambda: None)
+        if self.reconciling is not None:
+            await asyncio.wait([self.reconciling])
+        await asyncio.to_thread(self.calls.flush)
 
     def health(self) -> dict[str, Any]:
         status = "ok" if not self.failed else "degraded"

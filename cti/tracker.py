@@ -13,6 +13,8 @@ low-level events into a few typed ones:
 ``call.answered``       an agent answered (AgentConnect)
 ``call.completed``      the agent's part ended (AgentComplete): talk time, who hung up
 ``call.transferred``    a blind or attended transfer moved it (Blind/AttendedTransfer)
+``call.held``           one of its channels was put on hold (Hold)
+``call.unheld``         none is on hold any more (Unhold, or it hung up): hold time so far
 ``call.abandoned``      the caller hung up while queued (QueueCallerAbandon)
 ``call.ended``          its last channel hung up
 ======================  =========================================================
@@ -45,6 +47,9 @@ class TrackedCall:
     agent: str | None = None
     queued_at: float | None = None  # epoch seconds it joined its queue
     ivr_call_id: str | None = None  # our IVR's id for the call, when it passed the IVR
+    held: set[str] = field(default_factory=set)  # its channels on hold now
+    held_since: float = 0.0  # epoch seconds the current hold began
+    hold_seconds: float = 0.0  # on hold in all, for holds that ended
 
     def public(self) -> dict[str, Any]:
         return {
@@ -124,13 +129,30 @@ class CallTracker:
             await self._publish("call.abandoned", call, hold_seconds=_int(event, "HoldTime"))
         elif name in ("BlindTransfer", "AttendedTransfer"):
             await self._publish("call.transferred", call, how=name.removesuffix("Transfer"))
+        elif name == "Hold":
+            if not call.held:
+                call.held_since = time.time()
+                await self._publish("call.held", call)
+            call.held.add(event.get("Channel", ""))
+        elif name == "Unhold":
+            await self._unhold(call, event.get("Channel", ""))
         elif name == "Hangup":
+            await self._unhold(call, event.get("Channel", ""))
             call.channels.discard(event.get("Channel", ""))
             if not call.channels:
                 del self.calls[call.linkedid]
                 if call.state != "abandoned":
                     call.state = "ended"
                 await self._publish("call.ended", call, cause=event.get("Cause-txt"))
+
+    async def _unhold(self, call: TrackedCall, channel: str) -> None:
+        """The channel is off hold (or gone); the hold ends when no channel is held."""
+        if channel not in call.held:
+            return
+        call.held.discard(channel)
+        if not call.held:
+            call.hold_seconds += max(0.0, time.time() - call.held_since)
+            await self._publish("call.unheld", call, hold_seconds=round(call.hold_seconds, 3))
 
     async def _publish(self, topic: str, call: TrackedCall, **more: Any) -> None:
         await self.bus.publish(topic, {**call.public(), **more})

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -85,6 +85,17 @@ def test_a_disposition_stores_the_code_notes_and_customer(desk: Desk) -> None:
         desk.ana,
     )
     assert count(desk, Commitment) == count(desk, Callback) == 0
+
+
+def test_the_disposition_ends_the_wrap_up_which_counts_in_the_outcome_log(desk: Desk) -> None:
+    done = datetime.now(UTC) - timedelta(seconds=45)
+    log = CallLog(desk.sessions)
+    log.record("chan-1", {"answered_at": done - timedelta(seconds=100), "agent_done_at": done})
+    assert stored_call(desk).wrapup_seconds is None  # still wrapping up
+    save_disposition(desk.sessions, CALL, "bob", Disposition("resolved"))
+    call = stored_call(desk)
+    assert call.disposed_at is not None and call.talk_seconds == 100.0
+    assert call.wrapup_seconds is not None and 45 <= call.wrapup_seconds < 75
 
 
 def test_a_commitment_is_stored_with_its_due_date_for_the_calls_customer(desk: Desk) -> None:

@@ -18,7 +18,7 @@ from cti.bus import InProcessBus
 from cti.recorder import Recorder
 from cti.store.calls import CallLog, IvrPart
 from cti.store.db import make_engine, session_factory, upgrade
-from cti.store.models import Call
+from cti.store.models import Call, SurveyAnswer
 from cti.store.spool import Spool
 from tests.support.relay import Relay
 
@@ -105,6 +105,55 @@ def test_a_writes_repeated_changes_nothing(log: CallLog) -> None:
     for write in writes[1:]:  # the IVR's part is written once; Asterisk's events may repeat
         write()
     assert summary(row(log.sessions, "1801.1")) == first
+
+
+def test_many_calls_written_in_one_batch_give_the_rows_written_one_by_one(log: CallLog) -> None:
+    """The writer commits what queued up meanwhile in one transaction, several writes to
+    a row coalesced first: the rows are the same as from one write at a time."""
+    writes = []
+    for n, order in enumerate(itertools.permutations(range(6))):
+        if n % 36:
+            continue
+        linkedid = f"1808.{n}"
+        part = ivr_part(linkedid, started_at=at(1))
+        part.note("answer", "csat", {"question": "csat", "scale": "scale5", "answer": "4"})
+        call = [
+            CallLog.part_write(part, "routed", "queue:support", False),
+            CallLog.facts_write(linkedid, {"started_at": at(0)}),
+            CallLog.facts_write(linkedid, {"queue": "support", "queue_entered_at": at(20)}),
+            CallLog.facts_write(linkedid, {"answered_at": at(32.5), "hold_seconds": 10.0}),
+            CallLog.facts_write(linkedid, {"agent_done_at": at(152.5), "hold_seconds": 30.0}),
+            CallLog.facts_write(linkedid, {"ended_at": at(153)}),
+        ]
+        writes += [call[i] for i in order]
+    log.apply(writes)
+    one_by_one = CallLog(log.sessions)
+    for kind, fields, events in writes:  # the same writes, to other rows, one at a time
+        one_by_one.apply([[kind, {**fields, "id": "x" + fields["id"]}, events]])
+    with log.sessions() as db:
+        answers = db.scalars(select(SurveyAnswer.call_id)).all()
+    for linkedid in {write[1]["id"] for write in writes}:
+        batched, single = row(log.sessions, linkedid), row(log.sessions, "x" + linkedid)
+        assert summary(batched) == summary(single) == (
+            "answered", "routed", "support", 12.5, 90.0, False
+        )  # fmt: skip
+        assert batched.hold_seconds == 30.0 and batched.exit_node == "csat"
+        assert [e.seq for e in batched.journey] == [e.seq for e in single.journey] == [1, 2]
+        assert answers.count(linkedid) == answers.count("x" + linkedid) == 1
+
+
+def test_where_the_caller_left_the_ivr_and_asked_for_an_agent(log: CallLog) -> None:
+    part = IvrPart("1809.1", {"linkedid": "1809.1", "started_at": at(0)})
+    part.note("match", "main_menu", {"value": "0", "goto": "agent", "escape": True})
+    part.note("match", "agent_menu", {"value": "2", "goto": "billing"})
+    part.note("hangup", "billing", {"by": "caller"})
+    log.save(part, "abandoned_ivr", None, True)
+    found = row(log.sessions, "1809.1")
+    assert (found.outcome, found.exit_node, found.escape_node) == (
+        "abandoned_ivr",
+        "billing",
+        "main_menu",
+    )
 
 
 def test_the_ivr_finished_it(log: CallLog) -> None:

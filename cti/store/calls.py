@@ -16,9 +16,14 @@ replays them when it is back.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from queue import SimpleQueue
 from typing import Any
 
 from sqlalchemy import Insert, bindparam, case, func, insert, or_, select
@@ -26,14 +31,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.outcomes import CallFacts, durations, outcome
-from cti.store.models import Call, JourneyEvent, utcnow
+from cti.store.models import Call, JourneyEvent, SurveyAnswer, utcnow
 from cti.store.spool import Spool, Write, unavailable
 
 log = logging.getLogger("cti.calls")
 
 CALLS = Call.__table__
-JOURNEY_INSERT = insert(JourneyEvent.__table__)
-LAST_SEQ = select(func.max(JourneyEvent.seq)).where(JourneyEvent.call_id == bindparam("call_id"))
+JOURNEY = JourneyEvent.__table__
+JOURNEY_INSERT = insert(JOURNEY)
+LAST_SEQ = select(JOURNEY.c.call_id, func.max(JOURNEY.c.seq)).group_by(JOURNEY.c.call_id)
+BATCH = 500  # writes at most in one transaction
 
 
 @dataclass
@@ -46,21 +53,23 @@ class IvrPart:
 
     def note(self, kind: str, node: str | None, data: dict[str, Any]) -> None:
         self.events.append({"at": utcnow(), "kind": kind, "node": node, "data": data})
+        if data.get("escape"):
+            self.fields.setdefault("escape_node", node)
 
 
 # How a write merges into what the row holds, so that the IVR's and Asterisk's facts
 # arriving in any order leave the same row: first value stays, earliest, latest, any
 # flag set; the other columns take the newest value.
-FIRST = {"linkedid", "channel", "direction", "kind", "entry", "did", "caller_number", "flow",
-         "flow_version", "customer_id", "queue_entered_at", "answered_at", "ended_at"}  # fmt: skip
+FIRST = {"linkedid", "channel", "direction", "kind", "campaign", "callback_id", "entry", "did",
+         "caller_number", "flow", "flow_version", "customer_id", "escape_node",
+         "queue_entered_at", "answered_at", "ended_at"}  # fmt: skip
 EARLIEST = {"started_at"}
-LATEST = {"ivr_ended_at", "agent_done_at"}
+LATEST = {"ivr_ended_at", "agent_done_at", "disposed_at", "hold_seconds"}  # hold only grows
 ANY = {"callback_requested", "survey_completed", "abandoned", "transferred"}
-FACTS = select(
-    *(CALLS.c[name] for name in ("kind", "started_at", "ivr_end", "route", "ivr_ended_at")),
-    *(CALLS.c[name] for name in sorted(ANY)),
-    *(CALLS.c[name] for name in ("queue_entered_at", "answered_at", "agent_done_at", "ended_at")),
-).where(CALLS.c.id == bindparam("call_id"))
+FACT_NAMES = ("kind", "started_at", "ivr_end", "route", *sorted(ANY), "queue_entered_at",
+              "answered_at", "agent_done_at", "ended_at", "hold_seconds",
+              "disposed_at")  # fmt: skip
+FACTS = select(CALLS.c.id, CALLS.c.ivr_ended_at, *(CALLS.c[name] for name in FACT_NAMES))
 SETTLE = CALLS.update().where(CALLS.c.id == bindparam("call_id"))
 
 
@@ -73,6 +82,27 @@ def _merged(name: str, old: Any, new: Any) -> Any:
     if name in ANY:
         return or_(old, new)
     return new
+
+
+def _coalesced(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """Two writes to one row made one, by the same rules as `_merged`, so that a batch
+    writes each row once."""
+    if old is None:
+        return dict(new)
+    merged = dict(old)
+    for name, value in new.items():
+        prior = old.get(name)
+        if name not in old or (prior is None and name not in ANY):
+            merged[name] = value
+        elif value is None or name in FIRST:
+            continue
+        elif name in EARLIEST | LATEST:
+            merged[name] = max(prior, value) if name in LATEST else min(prior, value)
+        elif name in ANY:
+            merged[name] = bool(prior) or bool(value)
+        else:
+            merged[name] = value
+    return merged
 
 
 @cache
@@ -90,94 +120,178 @@ def upsert(dialect: str, columns: frozenset[str]) -> Insert:
     )
 
 
-def settle(db: Session, call_id: str) -> None:
-    """Work out the call's outcome and times again from its facts as they stand."""
-    row = db.execute(FACTS, {"call_id": call_id}).one()
-    facts = CallFacts(
-        kind=row.kind,
-        started_at=row.started_at,
-        ivr_end=row.ivr_end,
-        route=row.route,
-        callback_requested=bool(row.callback_requested),
-        survey_completed=bool(row.survey_completed),
-        queue_entered_at=row.queue_entered_at,
-        answered_at=row.answered_at,
-        abandoned=bool(row.abandoned),
-        transferred=bool(row.transferred),
-        agent_done_at=row.agent_done_at,
-        ended_at=row.ended_at,
-    )
-    took = durations(facts, row.ivr_ended_at)
-    db.execute(
-        SETTLE,
+def settle(db: Session, call_ids: Iterable[str]) -> None:
+    """Work out the calls' outcomes and times again from their facts as they stand."""
+    rows = db.execute(FACTS.where(CALLS.c.id.in_(list(call_ids)))).all()
+    settled = []
+    for row in rows:
+        facts = CallFacts(**{name: getattr(row, name) for name in FACT_NAMES})
+        took = durations(facts, row.ivr_ended_at)
+        settled.append(
+            {
+                "call_id": row.id,
+                "outcome": outcome(facts),
+                "ivr_seconds": took.ivr,
+                "wait_seconds": took.wait,
+                "talk_seconds": took.talk,
+                "wrapup_seconds": took.wrapup,
+            }
+        )
+    if settled:
+        db.execute(SETTLE, settled)
+
+
+@cache
+def _answer_insert(dialect: str) -> Insert:
+    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
+    statement = module.insert(SurveyAnswer.__table__)
+    return statement.on_conflict_do_nothing(index_elements=["call_id", "question"])
+
+
+def _answers(call_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The survey answers among a part's journey events (the engine's "answer" steps)."""
+    return [
         {
             "call_id": call_id,
-            "outcome": outcome(facts),
-            "ivr_seconds": took.ivr,
-            "wait_seconds": took.wait,
-            "talk_seconds": took.talk,
-        },
-    )
+            "question": event["data"]["question"],
+            "scale": event["data"].get("scale", "unknown"),
+            "value": str(event["data"].get("answer", "")),
+            "answered_at": event["at"],
+        }
+        for event in events
+        if event["kind"] == "answer" and "question" in event["data"]
+    ]
 
 
 class CallLog:
-    """`spool`: where writes wait while the database is away (none: they raise)."""
+    """Writes to the log go through one writer thread, which commits what has queued up
+    meanwhile in one transaction (group commit): a caller waits for its own write, yet
+    many calls' writes share a commit. `spool`: where writes wait while the database is
+    away (none: they raise)."""
 
     def __init__(self, sessions: sessionmaker[Session], spool: Spool | None = None) -> None:
         self.sessions = sessions
         self.spool = spool
+        self._queue: SimpleQueue[tuple[Write | None, Future[None]]] = SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()
 
     def save(self, part: IvrPart, ivr_end: str, route: str | None, ended: bool) -> None:
         """Write a finished IVR part: the call's row (created, or merged into), its journey
         events after any already stored, and how the part ended. `ended` when the caller
         is gone too."""
-        now: datetime = utcnow()
-        row = {**part.fields, "id": part.call_id, "ivr_ended_at": now}
-        row |= {"ivr_end": ivr_end, "route": route} | ({"ended_at": now} if ended else {})
-        self._write(["save", row, part.events])
+        self.submit(self.part_write(part, ivr_end, route, ended)).result()
 
     def record(self, linkedid: str, facts: dict[str, Any]) -> None:
         """Facts Asterisk reported about a call (AMI side): merged into its row."""
+        self.submit(self.facts_write(linkedid, facts)).result()
+
+    @staticmethod
+    def part_write(part: IvrPart, ivr_end: str, route: str | None, ended: bool) -> Write:
+        """The write of `save`, for `submit`."""
+        now: datetime = utcnow()
+        row = {**part.fields, "id": part.call_id, "ivr_ended_at": now}
+        row |= {"ivr_end": ivr_end, "route": route} | ({"ended_at": now} if ended else {})
+        nodes = [event["node"] for event in part.events if event["node"]]
+        row |= {"exit_node": nodes[-1]} if nodes else {}
+        return ["save", row, part.events]
+
+    @staticmethod
+    def facts_write(linkedid: str, facts: dict[str, Any]) -> Write:
+        """The write of `record`, for `submit`."""
         row = {**facts, "id": linkedid, "linkedid": linkedid}
         # A row this creates starts no later than its facts; the true start, earlier,
         # replaces it when it comes (EARLIEST), unlike "now" at insert, which would stay.
         times = [value for value in facts.values() if isinstance(value, datetime)]
         row.setdefault("started_at", min(times, default=utcnow()))
-        self._write(["record", row, []])
+        return ["record", row, []]
 
-    def _write(self, write: Write) -> None:
+    def submit(self, write: Write | None) -> Future[None]:
+        """Queue a write (None: nothing, to wait for the ones before); done once it is
+        committed or spooled."""
+        done: Future[None] = Future()
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write, name="call-log", daemon=True)
+                self._writer.start()
+            self._queue.put((write, done))
+        return done
+
+    def flush(self) -> None:
+        """Until every write queued so far is done."""
+        self.submit(None).result()
+
+    def _write(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get())
+            writes = [write for write, _ in batch if write is not None]
+            try:
+                self._store(writes)
+            except Exception:
+                for write, done in batch:  # one by one: only the bad write fails
+                    try:
+                        self._store([write] if write is not None else [])
+                    except Exception as exc:
+                        done.set_exception(exc)
+                    else:
+                        done.set_result(None)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+    def _store(self, writes: list[Write]) -> None:
+        if not writes:
+            return
         if self.spool is not None and self.spool.count:
-            self.spool.append(write)  # behind the ones waiting: in order
+            self.spool.extend(writes)  # behind the ones waiting: in order
             return
         try:
-            self.apply(write)
+            self.apply(writes)
         except Exception as exc:
             if self.spool is None or not unavailable(exc):
                 raise
             log.warning("database away: spooling", extra={"error": str(exc)})
-            self.spool.append(write)
+            self.spool.extend(writes)
 
-    def apply(self, write: Write) -> None:
-        """One write, in one transaction: the row, the journey events after any stored,
-        and the outcome and times that follow."""
-        _, row, events = write
-        call_id = row["id"]
+    def apply(self, writes: list[Write]) -> None:
+        """Writes, in one transaction: each call's row once (the writes to it coalesced),
+        its journey events after any stored, its survey answers, and the outcome and
+        times that follow."""
+        rows: dict[str, dict[str, Any]] = {}
+        events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for _, row, more in writes:
+            rows[row["id"]] = _coalesced(rows.get(row["id"]), row)
+            events[row["id"]].extend(more)
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows.values():
+            by_columns[frozenset(row)].append(row)
         with self.sessions.begin() as db:
-            db.execute(upsert(db.get_bind().dialect.name, frozenset(row)), row)
-            if events:
-                first = (db.scalar(LAST_SEQ, {"call_id": call_id}) or 0) + 1
+            dialect = db.get_bind().dialect.name
+            for columns, group in by_columns.items():
+                db.execute(upsert(dialect, columns), group)
+            stepped = {call_id: found for call_id, found in events.items() if found}
+            if stepped:
+                last = dict(db.execute(LAST_SEQ.where(JOURNEY.c.call_id.in_(stepped))).all())
                 db.execute(
                     JOURNEY_INSERT,
                     [
                         {**event, "call_id": call_id, "seq": seq}
-                        for seq, event in enumerate(events, start=first)
+                        for call_id, found in stepped.items()
+                        for seq, event in enumerate(found, start=(last.get(call_id) or 0) + 1)
                     ],
                 )
-            settle(db, call_id)
+                answers = [a for key, found in stepped.items() for a in _answers(key, found)]
+                if answers:
+                    db.execute(_answer_insert(dialect), answers)
+            settle(db, rows)
 
     def replay(self) -> int:
         """Spooled writes applied now (the database is back); how many."""
-        return self.spool.replay(self.apply) if self.spool is not None and self.spool.count else 0
+        if self.spool is None or not self.spool.count:
+            return 0
+        return self.spool.replay(lambda write: self.apply([write]))
 
     def open_calls(self, since: datetime) -> list[str]:
         """Calls started since `since` that the log still has as going on."""

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone
-from cti.store.calls import upsert
+from cti.store.calls import settle, upsert
 from cti.store.models import (
     Account,
     AgentLeg,
@@ -103,7 +103,7 @@ def save_disposition(
         call, leg = _own_leg(db, linkedid, username)
         call.disposition = leg.disposition = given.code
         call.notes = leg.notes = given.notes
-        leg.disposed_at = utcnow()
+        leg.disposed_at = call.disposed_at = utcnow()  # the end of the agent's wrap-up
         if given.customer_id is not None:
             if db.get(Customer, given.customer_id) is None:
                 raise ValueError(f"customer {given.customer_id} does not exist")
@@ -134,6 +134,8 @@ def save_disposition(
                     created_by=username,
                 )
             )
+        db.flush()
+        settle(db, [call.id])
 
 
 def linked_to_agent(sessions: sessionmaker[Session], customer_id: int, username: str) -> bool:

@@ -42,6 +42,8 @@ class Call(Base):
     channel: Mapped[str | None] = mapped_column(String(128))
     direction: Mapped[str] = mapped_column(String(16), default="inbound")
     kind: Mapped[str] = mapped_column(String(16), default="inbound")  # inbound, callback, survey
+    campaign: Mapped[str | None] = mapped_column(String(64), index=True)
+    callback_id: Mapped[int | None] = mapped_column(Integer)  # the request a callback call serves
     entry: Mapped[str | None] = mapped_column(String(64))
     did: Mapped[str | None] = mapped_column(String(32))
     caller_number: Mapped[str | None] = mapped_column(String(32))
@@ -55,6 +57,8 @@ class Call(Base):
         String(16)
     )  # contained, routed, abandoned_ivr, failed
     route: Mapped[str | None] = mapped_column(String(128))
+    exit_node: Mapped[str | None] = mapped_column(String(64))  # where the IVR part ended
+    escape_node: Mapped[str | None] = mapped_column(String(64))  # where they asked for an agent
     callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     survey_completed: Mapped[bool] = mapped_column(Boolean, default=False)
     queue: Mapped[str | None] = mapped_column(String(64))
@@ -63,13 +67,16 @@ class Call(Base):
     agent_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
     transferred: Mapped[bool] = mapped_column(Boolean, default=False)
+    hold_seconds: Mapped[float | None] = mapped_column(Float)  # in all, as Hold/Unhold add up
+    disposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(String(32), index=True)  # cti/outcomes.py
     ivr_seconds: Mapped[float | None] = mapped_column(Float)
     wait_seconds: Mapped[float | None] = mapped_column(Float)
-    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)  # hold not counted
+    wrapup_seconds: Mapped[float | None] = mapped_column(Float)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
-    agent: Mapped[str | None] = mapped_column(String(64))  # username of the agent who answered
+    agent: Mapped[str | None] = mapped_column(String(64), index=True)  # username who answered
     disposition: Mapped[str | None] = mapped_column(String(32))
     notes: Mapped[str | None] = mapped_column(Text)
 
@@ -93,6 +100,20 @@ class JourneyEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     call: Mapped[Call] = relationship(back_populates="journey")
+
+
+class SurveyAnswer(Base):
+    """One answer to a survey question (CSAT and NPS are computed from these)."""
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("call_id", "question"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(String(64))
+    scale: Mapped[str] = mapped_column(String(16))  # the survey node's kind: scale5, nps, yesno...
+    value: Mapped[str] = mapped_column(Text)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class User(Base):

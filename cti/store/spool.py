@@ -54,13 +54,14 @@ class Spool:
     def _lines(self) -> list[str]:
         return self.path.read_text().splitlines() if self.path.exists() else []
 
-    def append(self, write: Write) -> None:
-        line = json.dumps(write, default=_encode)
+    def extend(self, writes: list[Write]) -> None:
+        """Add writes at the end, on disk before this returns."""
+        lines = "".join(json.dumps(write, default=_encode) + "\n" for write in writes)
         with self.lock, self.path.open("a") as file:
-            file.write(line + "\n")
+            file.write(lines)
             file.flush()
             os.fsync(file.fileno())
-            self.count += 1
+            self.count += len(writes)
 
     def replay(self, apply: Callable[[Write], None]) -> int:
         """Apply the spooled writes in order until the database refuses one; how many

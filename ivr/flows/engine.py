@@ -423,7 +423,8 @@ class _Run:
             option = options[state.confirming]
             said = normal_phrase(given.value)
             if given.status == "input" and (given.value == "1" or said in YES):
-                self.heard(given, state, "confirmed", goto=option.goto)
+                escape = _escape_mark(menu, state.confirming)
+                self.heard(given, state, "confirmed", goto=option.goto, **escape)
                 return self.goto(state, option.goto)
             self.heard(given, state, "rejected")
             return self.retry_menu(replace(state, confirming=None), menu, "nomatch", speech=True)
@@ -462,7 +463,7 @@ class _Run:
                 ),
                 prompt,
             )
-        self.heard(given, state, "match", goto=option.goto)
+        self.heard(given, state, "match", goto=option.goto, **_escape_mark(menu, index))
         return self.goto(state, option.goto)
 
     @staticmethod
@@ -528,7 +529,9 @@ class _Run:
         value = self.survey_value(node, given)
         if value is not None:
             self.actions.append(SaveAnswer(node.question, node.kind, value))
-            self.heard(given, state, "answer", question=node.question, answer=value)
+            self.heard(
+                given, state, "answer", question=node.question, scale=node.kind, answer=value
+            )
             return self.goto(state, node.next)
         self.heard(given, state, "invalid" if given.status == "input" else "noinput")
         state = replace(state, nomatch=state.nomatch + 1)
@@ -556,3 +559,8 @@ class _Run:
         top = 5 if node.kind == "scale5" else 10
         low = 1 if node.kind == "scale5" else 0
         return value if value.isdigit() and low <= int(value) <= top else None
+
+
+def _escape_mark(menu: MenuNode, index: int) -> dict[str, bool]:
+    """Journey data marking the flow's agent escape (appended after the menu's options)."""
+    return {"escape": True} if index >= len(menu.options) else {}
