@@ -245,3 +245,27 @@ def test_nothing_is_lost_while_the_database_is_away(postgres_url: str, tmp_path:
     assert len(found.journey) == 1
     back.record("1807.1", {"transferred": True})  # and writes go straight in again
     assert row(back.sessions, "1807.1").transferred and restarted.count == 0
+
+
+def test_a_spooled_write_the_database_rejects_is_set_aside_and_the_rest_go_in(
+    log: CallLog, tmp_path: Path
+) -> None:
+    """Replayed in batches; a batch that fails for a bad write goes one by one, the bad
+    write kept in calls.rejected.jsonl for a person, the others applied in order."""
+    spool = Spool(tmp_path / "spool")
+    bad = CallLog.facts_write("1810.2", {"ended_at": at(5)})
+    bad[1]["started_at"] = "not a time"  # the database refuses it, for itself
+    spool.extend(
+        [
+            CallLog.facts_write("1810.1", {"started_at": at(0)}),
+            bad,
+            CallLog.facts_write("1810.1", {"ended_at": at(9)}),
+        ]
+    )
+    back = CallLog(log.sessions, spool)
+    assert back.replay() == 3 and spool.count == 0
+    assert row(log.sessions, "1810.1").ended_at is not None
+    rejected = (tmp_path / "spool" / "calls.rejected.jsonl").read_text().splitlines()
+    assert len(rejected) == 1 and "not a time" in rejected[0]
+    with log.sessions() as db:
+        assert db.scalar(select(Call.id).where(Call.id == "1810.2")) is None

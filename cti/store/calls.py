@@ -15,10 +15,12 @@ replays them when it is back.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +28,22 @@ from functools import cache
 from queue import SimpleQueue
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, case, func, insert, or_, select
+from sqlalchemy import (
+    JSON,
+    Insert,
+    Row,
+    Table,
+    TableValuedAlias,
+    Text,
+    Update,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,9 +55,11 @@ log = logging.getLogger("cti.calls")
 
 CALLS = Call.__table__
 JOURNEY = JourneyEvent.__table__
-JOURNEY_INSERT = insert(JOURNEY)
+DIALECTS = {"sqlite": sqlite, "postgresql": postgresql}
 LAST_SEQ = select(JOURNEY.c.call_id, func.max(JOURNEY.c.seq)).group_by(JOURNEY.c.call_id)
-BATCH = 500  # writes at most in one transaction
+BATCH = 5000  # writes at most in one transaction
+# SQLite takes one writer at a time; PostgreSQL works on one batch while the next is made.
+WRITERS = {"sqlite": 1, "postgresql": 2}
 
 
 @dataclass
@@ -69,7 +88,9 @@ ANY = {"callback_requested", "survey_completed", "abandoned", "transferred"}
 FACT_NAMES = ("kind", "started_at", "ivr_end", "route", *sorted(ANY), "queue_entered_at",
               "answered_at", "agent_done_at", "ended_at", "hold_seconds",
               "disposed_at")  # fmt: skip
-FACTS = select(CALLS.c.id, CALLS.c.ivr_ended_at, *(CALLS.c[name] for name in FACT_NAMES))
+SETTLED = ("outcome", "ivr_seconds", "wait_seconds", "talk_seconds", "wrapup_seconds")
+# What settling a row reads: its facts, and what it last worked out from them.
+SETTLING = (CALLS.c.id, CALLS.c.ivr_ended_at, *(CALLS.c[name] for name in FACT_NAMES + SETTLED))
 SETTLE = CALLS.update().where(CALLS.c.id == bindparam("call_id"))
 
 
@@ -106,45 +127,115 @@ def _coalesced(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any
 
 
 @cache
-def upsert(dialect: str, columns: frozenset[str]) -> Insert:
-    """INSERT into calls that merges into the row if it exists, for these `columns`.
-    Built once per set of columns: building a statement costs more than running it."""
-    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
-    statement = module.insert(CALLS)
+def _many(dialect: str, table: Table, columns: tuple[str, ...]) -> Insert:
+    """INSERT of many rows of `columns`. On PostgreSQL the rows go as one JSON document
+    (`json_to_recordset`): one short statement for a whole batch, where an executemany
+    costs a statement per row. Elsewhere, an executemany (`_params`)."""
+    module = DIALECTS[dialect]
+    if dialect != "postgresql":
+        return module.insert(table)
+    return module.insert(table).from_select(columns, select(*_recordset(table, columns).c))
+
+
+def _recordset(table: Table, columns: tuple[str, ...]) -> TableValuedAlias:
+    """The rows of parameter `rows` (`_params`), as a table of these columns of `table`."""
+    document = cast(bindparam("rows", type_=Text), JSON)
+    typed = (column(name, table.c[name].type) for name in columns)
+    return func.json_to_recordset(document).table_valued(*typed).render_derived(with_types=True)
+
+
+def _params(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    if dialect != "postgresql":
+        return rows
+    return {"rows": json.dumps(rows, default=_iso)}
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to the log")
+
+
+@cache
+def _upsert(dialect: str, columns: tuple[str, ...]) -> Insert:
+    """INSERT into calls that merges into the row if it exists, for these `columns`
+    (sorted). Built once per set of columns: building a statement costs more than
+    running it."""
+    statement = _many(dialect, CALLS, (*columns, *SETTLED))
+    # The row as merged comes back (RETURNING), for `settle` to work out without reading
+    # it. A new row is written settled already (`merge`); a stored one is merged here, and
+    # settled afterwards if its facts changed what follows from them.
     return statement.on_conflict_do_update(
         index_elements=[CALLS.c.id],
         set_={
             name: _merged(name, CALLS.c[name], statement.excluded[name])
-            for name in sorted(columns - {"id"})
+            for name in columns
+            if name != "id"
         },
+    ).returning(*SETTLING)
+
+
+def merge(db: Session, rows: Iterable[dict[str, Any]]) -> list[Row[Any]]:
+    """Write rows into calls, each merged into the one stored (one row per id); the rows
+    as they stand now, for `_settle`."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_columns[tuple(sorted(row))].append(row | _settled(row))
+    dialect = db.get_bind().dialect.name
+    return [
+        merged
+        for columns, group in by_columns.items()
+        for merged in db.execute(_upsert(dialect, columns), _params(dialect, group))
+    ]
+
+
+def _settled(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome and times that follow from a row's facts (those it has)."""
+    facts = CallFacts(**{name: row[name] for name in FACT_NAMES if name in row})
+    took = durations(facts, row.get("ivr_ended_at"))
+    return dict(
+        zip(SETTLED, (outcome(facts), took.ivr, took.wait, took.talk, took.wrapup), strict=True)
     )
 
 
 def settle(db: Session, call_ids: Iterable[str]) -> None:
     """Work out the calls' outcomes and times again from their facts as they stand."""
-    rows = db.execute(FACTS.where(CALLS.c.id.in_(list(call_ids)))).all()
-    settled = []
+    _settle(db, db.execute(select(*SETTLING).where(CALLS.c.id.in_(list(call_ids)))).all())
+
+
+def _settle(db: Session, rows: Iterable[Row[Any]]) -> None:
+    """Store the outcome and times that follow from these rows' facts, where they changed."""
+    changed = []
     for row in rows:
-        facts = CallFacts(**{name: getattr(row, name) for name in FACT_NAMES})
-        took = durations(facts, row.ivr_ended_at)
-        settled.append(
-            {
-                "call_id": row.id,
-                "outcome": outcome(facts),
-                "ivr_seconds": took.ivr,
-                "wait_seconds": took.wait,
-                "talk_seconds": took.talk,
-                "wrapup_seconds": took.wrapup,
-            }
-        )
-    if settled:
-        db.execute(SETTLE, settled)
+        now = _settled(row._mapping)
+        if any(now[name] != row._mapping[name] for name in SETTLED):
+            changed.append({"call_id": row.id, **now})
+    if not changed:
+        return
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":  # one statement for them all, as in `_many`
+        db.execute(_settle_many(), _params(dialect, [{**c, "id": c["call_id"]} for c in changed]))
+    else:
+        db.execute(SETTLE, changed)
+
+
+@cache
+def _settle_many() -> Update:
+    settled = _recordset(CALLS, ("id", *SETTLED))
+    return (
+        CALLS.update()
+        .where(CALLS.c.id == settled.c.id)
+        .values({name: settled.c[name] for name in SETTLED})
+    )
+
+
+ANSWER_COLUMNS = ("call_id", "question", "scale", "value", "answered_at")
+JOURNEY_COLUMNS = ("call_id", "seq", "at", "kind", "node", "data")
 
 
 @cache
 def _answer_insert(dialect: str) -> Insert:
-    module = {"sqlite": sqlite, "postgresql": postgresql}[dialect]
-    statement = module.insert(SurveyAnswer.__table__)
+    statement = _many(dialect, SurveyAnswer.__table__, ANSWER_COLUMNS)
     return statement.on_conflict_do_nothing(index_elements=["call_id", "question"])
 
 
@@ -164,16 +255,16 @@ def _answers(call_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 class CallLog:
-    """Writes to the log go through one writer thread, which commits what has queued up
-    meanwhile in one transaction (group commit): a caller waits for its own write, yet
-    many calls' writes share a commit. `spool`: where writes wait while the database is
-    away (none: they raise)."""
+    """Writes to the log go through writer threads, each committing what has queued up
+    for it meanwhile in one transaction (group commit): a caller waits for its own write,
+    yet many calls' writes share a commit. A call's writes always go to the same writer,
+    in order; two writers let one prepare a batch while the database works on the
+    other's. `spool`: where writes wait while the database is away (none: they raise)."""
 
     def __init__(self, sessions: sessionmaker[Session], spool: Spool | None = None) -> None:
         self.sessions = sessions
         self.spool = spool
-        self._queue: SimpleQueue[tuple[Write | None, Future[None]]] = SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._queues: list[SimpleQueue[tuple[Write | None, Future[None]]]] = []
         self._lock = threading.Lock()
 
     def save(self, part: IvrPart, ivr_end: str, route: str | None, ended: bool) -> None:
@@ -206,26 +297,37 @@ class CallLog:
         row.setdefault("started_at", min(times, default=utcnow()))
         return ["record", row, []]
 
-    def submit(self, write: Write | None) -> Future[None]:
-        """Queue a write (None: nothing, to wait for the ones before); done once it is
-        committed or spooled."""
+    def submit(self, write: Write) -> Future[None]:
+        """Queue a write; done once it is committed or spooled."""
         done: Future[None] = Future()
-        with self._lock:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write, name="call-log", daemon=True)
-                self._writer.start()
-            self._queue.put((write, done))
+        queues = self._writers()
+        queues[zlib.crc32(write[1]["id"].encode()) % len(queues)].put((write, done))
         return done
 
     def flush(self) -> None:
         """Until every write queued so far is done."""
-        self.submit(None).result()
+        waits: list[Future[None]] = []
+        for queue in self._writers():
+            waits.append(Future())
+            queue.put((None, waits[-1]))
+        for done in waits:
+            done.result()
 
-    def _write(self) -> None:
+    def _writers(self) -> list[SimpleQueue[tuple[Write | None, Future[None]]]]:
+        """The writers' queues, the threads started on first use."""
+        with self._lock:
+            while len(self._queues) < WRITERS[self.sessions.kw["bind"].dialect.name]:
+                queue: SimpleQueue[tuple[Write | None, Future[None]]] = SimpleQueue()
+                name = f"call-log-{len(self._queues)}"
+                threading.Thread(target=self._write, args=(queue,), name=name, daemon=True).start()
+                self._queues.append(queue)
+        return self._queues
+
+    def _write(self, queue: SimpleQueue[tuple[Write | None, Future[None]]]) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get())
+            batch = [queue.get()]
+            while len(batch) < BATCH and not queue.empty():
+                batch.append(queue.get())
             writes = [write for write, _ in batch if write is not None]
             try:
                 self._store(writes)
@@ -264,34 +366,31 @@ class CallLog:
         for _, row, more in writes:
             rows[row["id"]] = _coalesced(rows.get(row["id"]), row)
             events[row["id"]].extend(more)
-        by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
-        for row in rows.values():
-            by_columns[frozenset(row)].append(row)
         with self.sessions.begin() as db:
             dialect = db.get_bind().dialect.name
-            for columns, group in by_columns.items():
-                db.execute(upsert(dialect, columns), group)
+            merged = merge(db, rows.values())
             stepped = {call_id: found for call_id, found in events.items() if found}
             if stepped:
                 last = dict(db.execute(LAST_SEQ.where(JOURNEY.c.call_id.in_(stepped))).all())
+                journey = [
+                    {**event, "call_id": call_id, "seq": seq}
+                    for call_id, found in stepped.items()
+                    for seq, event in enumerate(found, start=(last.get(call_id) or 0) + 1)
+                ]
                 db.execute(
-                    JOURNEY_INSERT,
-                    [
-                        {**event, "call_id": call_id, "seq": seq}
-                        for call_id, found in stepped.items()
-                        for seq, event in enumerate(found, start=(last.get(call_id) or 0) + 1)
-                    ],
+                    _many(dialect, JOURNEY, JOURNEY_COLUMNS),
+                    _params(dialect, journey),
                 )
                 answers = [a for key, found in stepped.items() for a in _answers(key, found)]
                 if answers:
-                    db.execute(_answer_insert(dialect), answers)
-            settle(db, rows)
+                    db.execute(_answer_insert(dialect), _params(dialect, answers))
+            _settle(db, merged)
 
     def replay(self) -> int:
         """Spooled writes applied now (the database is back); how many."""
         if self.spool is None or not self.spool.count:
             return 0
-        return self.spool.replay(lambda write: self.apply([write]))
+        return self.spool.replay(self.apply, BATCH)
 
     def open_calls(self, since: datetime) -> list[str]:
         """Calls started since `since` that the log still has as going on."""

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone
-from cti.store.calls import settle, upsert
+from cti.store.calls import merge, settle
 from cti.store.models import (
     Account,
     AgentLeg,
@@ -66,7 +66,6 @@ def answered_by(
         username = db.scalar(select(User.username).where(User.interface == interface))
         if username is None:
             return
-        dialect = db.get_bind().dialect.name
         found = db.execute(
             update(Call)
             .where(Call.linkedid == linkedid)
@@ -75,7 +74,7 @@ def answered_by(
         if found.rowcount == 0:  # a call that reached the queue without our IVR
             row = {"id": linkedid, "linkedid": linkedid, "agent": username}
             row |= {"customer_id": customer_id} if customer_id else {}
-            db.execute(upsert(dialect, frozenset(row)), row)
+            merge(db, [row])
         leg = {"linkedid": linkedid, "username": username}
         if db.scalar(select(AgentLeg.id).filter_by(**leg)) is None:
             db.add(AgentLeg(**leg))

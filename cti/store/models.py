@@ -92,7 +92,8 @@ class JourneyEvent(Base):
     __table_args__ = (UniqueConstraint("call_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    # No index of its own: the unique (call_id, seq) index serves look-ups by call.
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
@@ -109,7 +110,7 @@ class SurveyAnswer(Base):
     __table_args__ = (UniqueConstraint("call_id", "question"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     question: Mapped[str] = mapped_column(String(64))
     scale: Mapped[str] = mapped_column(String(16))  # the survey node's kind: scale5, nps, yesno...
     value: Mapped[str] = mapped_column(Text)

@@ -63,25 +63,40 @@ class Spool:
             os.fsync(file.fileno())
             self.count += len(writes)
 
-    def replay(self, apply: Callable[[Write], None]) -> int:
-        """Apply the spooled writes in order until the database refuses one; how many
-        went through."""
+    def replay(self, apply: Callable[[list[Write]], None], batch: int) -> int:
+        """Apply the spooled writes in order, `batch` at a time (one by one where a batch
+        fails), until the database is away again; how many went through."""
         with self.lock:
             lines = self._lines()
             done = 0
-            for line in lines:
+            while done < len(lines):
+                chunk = lines[done : done + batch]
                 try:
-                    apply(json.loads(line, object_hook=_decode))
+                    apply([json.loads(line, object_hook=_decode) for line in chunk])
                 except Exception as exc:
-                    if unavailable(exc):
+                    gone = 0 if unavailable(exc) else self._one_by_one(chunk, apply)
+                    done += gone
+                    if gone < len(chunk):
                         break
-                    log.error("spooled write rejected", extra={"error": str(exc)})
-                    with self.rejected.open("a") as file:
-                        file.write(line + "\n")
-                done += 1
+                else:
+                    done += len(chunk)
             if done:
                 rest = self.path.with_suffix(".tmp")
                 rest.write_text("".join(f"{line}\n" for line in lines[done:]))
                 os.replace(rest, self.path)
             self.count = len(lines) - done
             return done
+
+    def _one_by_one(self, lines: list[str], apply: Callable[[list[Write]], None]) -> int:
+        """Apply these writes one at a time, a write the database rejects moved aside,
+        until the database is away; how many are done with."""
+        for n, line in enumerate(lines):
+            try:
+                apply([json.loads(line, object_hook=_decode)])
+            except Exception as exc:
+                if unavailable(exc):
+                    return n
+                log.error("spooled write rejected", extra={"error": str(exc)})
+                with self.rejected.open("a") as file:
+                    file.write(line + "\n")
+        return len(lines)
