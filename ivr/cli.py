@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cti.reports.kpis import DIMENSIONS
 from cti.store.models import ROLES
 from ivr import __version__
 from ivr.config import ConfigError, Settings, load_settings
@@ -157,19 +158,82 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_graph(settings: Settings, args: argparse.Namespace) -> int:
+    """With --from/--to, the calls of those days (in reports.timezone) on it."""
+    from dataclasses import asdict
+
     from ivr.flows.graph import GraphError, write_svg
     from ivr.flows.simulate import flow_name
     from ivr.flows.validate import load_plan
 
+    if (args.since is None) != (args.until is None):
+        print("ivr graph: --from and --to go together", file=sys.stderr)
+        return 2
     plan = load_plan(settings.paths.dialplans, settings.paths.prompts)
     out = Path(args.output or f"{args.flow}.svg")
     try:
-        write_svg(plan, flow_name(plan, args.flow), out)
+        flow = flow_name(plan, args.flow)
+        traffic = None
+        if args.since is not None:
+            from cti.reports.traffic import node_traffic
+
+            start, end = _days(args, settings)
+            period = f"{args.since} to {args.until} {settings.reports.timezone}"
+            found = _read_log(settings, lambda db: node_traffic(db, flow, start, end))
+            traffic = asdict(found) | {"period": period}
+        write_svg(plan, flow, out, traffic)
+    except _Stop as stop:
+        print(f"ivr graph: {stop}", file=sys.stderr)
+        return stop.code
     except (GraphError, ValueError) as exc:
         print(f"ivr graph: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {out}")
+    if traffic is not None:
+        print(f"wrote {out} ({traffic['calls']} calls, {traffic['period']})")
+    else:
+        print(f"wrote {out}")
     return 0
+
+
+class _Stop(Exception):
+    """A command cannot go on: the message, and the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _days(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    """The days --from to --to (inclusive) in the center's zone, as [start, end)."""
+    from datetime import date, datetime, time, timedelta
+
+    days: list[date] = []
+    for option, given in (("--from", args.since), ("--to", args.until)):
+        try:
+            days.append(date.fromisoformat(given))
+        except ValueError:
+            raise _Stop(f"{option} {given!r}: expected a day, e.g. 2026-11-01", 2) from None
+    if days[0] > days[1]:
+        raise _Stop("--from is after --to", 2)
+    zone = settings.reports.zone()
+    start = datetime.combine(days[0], time(), tzinfo=zone)
+    return start, datetime.combine(days[1] + timedelta(days=1), time(), tzinfo=zone)
+
+
+def _read_log(settings: Settings, read: Callable[[Any], Any]) -> Any:
+    """`read(session)` on the configured database; _Stop if it cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cti.store.db import make_engine, session_factory
+
+    engine = make_engine(settings.database.url)
+    try:
+        with session_factory(engine)() as db:
+            return read(db)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise _Stop(f"cannot read the outcome log: {reason}", 1) from None
+    finally:
+        engine.dispose()
 
 
 def cmd_prompts_build(settings: Settings, args: argparse.Namespace) -> int:
@@ -208,6 +272,39 @@ def cmd_speech_install(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"installed {path}")
     print(f"use it: speech.models.<language>: {path.name}  (e.g. IVR_SPEECH__MODELS__EN)")
+    return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """KPIs of the days --from to --to (inclusive) in reports.timezone: a table, CSV or JSON."""
+    from cti.reports.kpis import Period, kpis, to_csv, to_json, to_table
+
+    report = settings.reports
+    try:
+        start, end = _days(args, settings)
+        period = Period(start, end, args.queue)
+        rows = _read_log(
+            settings, lambda db: kpis(db, period, report.thresholds(), report.zone(), args.by)
+        )
+    except _Stop as stop:
+        print(f"ivr report: {stop}", file=sys.stderr)
+        return stop.code
+    if args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    elif args.format == "json":
+        sys.stdout.write(to_json(rows))
+    else:
+        scope = "".join(
+            [f", by {args.by}" if args.by else "", f", queue {args.queue}" if args.queue else ""]
+        )
+        print(f"KPIs of {args.since} to {args.until} ({report.timezone}){scope}")
+        print(
+            f"service level: answered within {report.service_level_seconds:g} s; abandons "
+            f"under {report.short_abandon_seconds:g} s left out; repeat calls within "
+            f"{report.repeat_hours:g} h"
+        )
+        print()
+        sys.stdout.write(to_table(rows))
     return 0
 
 
@@ -306,9 +403,37 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--at", help="the clock, ISO 8601 with offset (default: now)")
     simulate.add_argument("--caller", default="+14155550100", help="caller ID")
 
-    graph = command(top, "graph", cmd_graph, "Draw a flow as SVG: nodes, options and failures.")
+    graph = command(
+        top, "graph", cmd_graph, "Draw a flow as SVG: nodes, options, failures, and its calls."
+    )
     graph.add_argument("flow", help="a flow name or an entry")
     graph.add_argument("-o", "--output", help="SVG file (default: FLOW.svg)")
+    graph.add_argument(
+        "--from",
+        dest="since",
+        metavar="DATE",
+        help="draw the calls from this day on (YYYY-MM-DD; with --to)",
+    )
+    graph.add_argument(
+        "--to", dest="until", metavar="DATE", help="the last day of calls drawn (inclusive)"
+    )
+
+    report = command(
+        top, "report", cmd_report, "Print the KPIs of a span of days: a table, CSV or JSON."
+    )
+    report.add_argument(
+        "--from", dest="since", metavar="DATE", required=True, help="the first day (YYYY-MM-DD)"
+    )
+    report.add_argument(
+        "--to", dest="until", metavar="DATE", required=True, help="the last day (inclusive)"
+    )
+    report.add_argument(
+        "--by", choices=DIMENSIONS, help="one row per queue, agent, campaign, flow, hour or day"
+    )
+    report.add_argument("--queue", help="only the calls of this queue")
+    report.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="default: table"
+    )
 
     prompts = group("prompts", "Manage IVR prompts.")
     build = command(

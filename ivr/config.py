@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from cti.reports.kpis import Thresholds
 
 ENV_PREFIX = "IVR_"
 DEFAULT_CONFIG_FILE = "ivr.yaml"
@@ -109,6 +113,44 @@ class SpeechSettings(_Section):
     workers: int = Field(1, ge=1, le=64, description="Recogniser processes (one model each).")
 
 
+class ReportSettings(_Section):
+    """KPI thresholds and the center's time zone (see docs/kpis.md)."""
+
+    timezone: str = Field(
+        "UTC", description="The center's IANA time zone: the hour and day of a call."
+    )
+    service_level_seconds: float = Field(
+        20.0, ge=0, description="Service level: answered within this many seconds."
+    )
+    short_abandon_seconds: float = Field(
+        5.0, ge=0, description="Abandons in the queue shorter than this count nowhere."
+    )
+    repeat_hours: float = Field(
+        72.0, gt=0, le=8784, description="Another call of the customer within this is a repeat."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("unknown time zone, expected an IANA name like Europe/Paris") from None
+        return name
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def thresholds(self) -> Thresholds:
+        from cti.reports.kpis import Thresholds
+
+        return Thresholds(
+            answer_seconds=self.service_level_seconds,
+            short_abandon_seconds=self.short_abandon_seconds,
+            repeat_hours=self.repeat_hours,
+        )
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -124,6 +166,7 @@ class Settings(_Section):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

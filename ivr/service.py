@@ -95,6 +95,7 @@ class Service:
             settings.session_key(),
             self.health,
             settings.cti,
+            settings.reports,
             self._ami_send if self.ami else None,
         )
         web = settings.web

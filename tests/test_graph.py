@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import textwrap
 import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cti.store.calls import CallLog, IvrPart
+from cti.store.db import make_engine, session_factory
 from ivr.flows.graph import GraphError, to_dot, write_svg
 from ivr.flows.plan import DialPlan
 from ivr.flows.validate import load_plan
+from tests.support.service import IVR
 
 REPO = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -98,11 +105,15 @@ def plan_of(folder: Path, text: str) -> DialPlan:
     return load_plan(folder)
 
 
-def draw(plan: DialPlan, flow: str, out: Path) -> Drawn:
+def draw(plan: DialPlan, flow: str, out: Path, traffic: dict[str, Any] | None = None) -> Drawn:
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # graphviz's DotSyntaxWarning would be a quoting bug
-        write_svg(plan, flow, out)
+        write_svg(plan, flow, out, traffic)
+    return read_svg(out)
+
+
+def read_svg(out: Path) -> Drawn:
     root = ET.parse(out).getroot()
     assert root.tag == f"{SVG}svg"
     nodes: dict[str, list[str]] = {}
@@ -350,3 +361,200 @@ def test_every_kind_of_node_says_what_it_does(tmp_path: Path) -> None:
         "done",
         "[return]",
     ]
+
+
+# Traffic of flow `support` of SAMPLE, as cti/reports/traffic.py gives it (a plain mapping).
+TRAFFIC: dict[str, Any] = {
+    "calls": 10,
+    "edges": {
+        ("hours", "closed"): 2,
+        ("hours", "main_menu"): 8,
+        ("main_menu", "billing"): 3,
+        ("main_menu", "agent"): 2,  # the agent escape
+        ("main_menu", "order_number"): 2,
+        ("order_number", "find_order"): 2,
+        ("find_order", "order_menu"): 1,
+        ("find_order", "agent"): 1,  # two arrows: not found, lookup failed
+        ("identify.done", "billing"): 4,  # a subflow's node: not on this picture
+    },
+    "visits": {
+        "hours": 10,
+        "main_menu": 8,
+        "closed": 2,
+        "billing": 3,
+        "agent": 3,
+        "order_number": 2,
+        "find_order": 2,
+        "order_menu": 1,
+        "identify.done": 4,
+    },
+    "hangups": {"main_menu": 2, "order_menu": 1},
+    "escapes": {"main_menu": 2},
+    "period": "2025-06-02 to 2025-06-08 UTC",
+}
+
+
+def test_traffic_puts_the_calls_on_the_right_arrows_and_nodes(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path / "plan", SAMPLE)
+    drawn = draw(plan, "support", tmp_path / "support.svg", TRAFFIC)
+    assert "flow support (en): 10 calls, 2025-06-02 to 2025-06-08 UTC" in drawn.texts
+    assert [t for t, _, _ in drawn.edges_between("(start)", "hours")] == [["10 calls"]]
+    assert drawn.edges_between("hours", "main_menu")[0][0] == ["else", "8 calls"]
+    assert drawn.edges_between("hours", "closed")[0][0] == ["case 1", "2 calls"]
+    assert drawn.edges_between("hours", "vip")[0][0] == ["case 2", "0 calls"]
+    assert drawn.edges_between("main_menu", "billing")[0][0] == ['2 / "billing"', "3 calls"]
+    assert drawn.edges_between("main_menu", "tech")[0][0] == ['3 / "support"', "0 calls"]
+    (escape,) = drawn.edges_between("main_menu", "agent")
+    assert escape[0] == ["0 agent", "2 calls"] and escape[2]  # still the grey dashed escape
+    # two arrows for one pass: the count on the first, which says so
+    not_found, failed = drawn.edges_between("find_order", "agent")
+    assert (not_found[0], failed[0]) == (["not found", "1 call (all 2 arrows)"], ["lookup failed"])
+    assert failed[1] == RED
+    assert drawn.edges_between("order_number", "find_order")[0][0] == ["valid", "2 calls"]
+    # what the journey cannot measure keeps its label alone
+    assert drawn.edges_between("main_menu", "main_menu")[0][0] == ["timeout/invalid: retry x3"]
+    assert drawn.edges_between("main_menu", "(safe queue)")[0][0] == ["failure"]
+
+    assert drawn.nodes["main_menu"] == [
+        "main_menu",
+        "[menu]",
+        "main-menu +1",
+        "8 calls",
+        "hung up 2 · asked for agent 2",
+    ]
+    assert drawn.nodes["order_menu"][3:] == ["1 call", "hung up 1"]
+    assert drawn.nodes["billing"][3:] == ["3 calls"]
+    assert drawn.nodes["vip"][3:] == ["0 calls"]
+    assert drawn.nodes["goodbye"] == ["goodbye", "[hangup]", "0 calls"]
+    assert not any("identify" in text for text in drawn.texts)
+
+    # the pen grows with the arrow's share of the flow's calls: 1 + 4 x share
+    source = to_dot(plan, "support", TRAFFIC)
+    widths = {
+        line.split(" [")[0].strip(): line.split("penwidth=")[1].rstrip("]").split()[0]
+        for line in source.splitlines()
+        if "penwidth=" in line
+    }
+    assert widths['"(start)" -> hours'] == "5.0"
+    assert widths["hours -> main_menu"] == "4.2"
+    assert widths["main_menu -> billing"] == "2.2"
+    assert widths["main_menu -> tech"] == "1.0"
+    assert to_dot(plan, "support") == to_dot(plan, "support", None)
+    assert "calls" not in to_dot(plan, "support") and "penwidth" not in to_dot(plan, "support")
+
+
+def test_traffic_through_goto_and_subflow_nodes(tmp_path: Path) -> None:
+    """The journey has no step at a goto node: a pass across one goes on both its arrows.
+    A subflow node's arrow carries the calls that came back from the subflow."""
+    plan = plan_of(
+        tmp_path / "plan",
+        """
+        flows:
+          f:
+            start: m
+            nodes:
+              m:
+                type: menu
+                prompt: p
+                options: [{key: "1", goto: jump}, {key: "2", goto: check}]
+                failure: bye
+              bye: {type: hangup}
+              jump: {type: goto, goto: again}
+              again: {type: goto, goto: q}
+              check: {type: subflow, flow: verify, next: q}
+              q: {type: queue, queue: sales}
+          verify:
+            start: ask
+            nodes:
+              ask: {type: collect, prompt: p, var: x, next: done, failure: done}
+              done: {type: return}
+        """,
+    )
+    traffic = {
+        "calls": 6,
+        "edges": {
+            ("m", "q"): 4,
+            ("m", "check"): 2,
+            ("check", "verify.ask"): 2,
+            ("verify.ask", "verify.done"): 2,
+            ("verify.done", "q"): 2,
+            ("check", "q"): 2,
+        },
+        "visits": {"m": 6, "check": 2, "verify.ask": 2, "verify.done": 2, "q": 6},
+        "hangups": {},
+        "escapes": {},
+    }
+    drawn = draw(plan, "f", tmp_path / "f.svg", traffic)
+    assert drawn.edges_between("m", "jump")[0][0] == ["1", "4 calls"]
+    assert drawn.edges_between("jump", "again")[0][0] == ["4 calls"]
+    assert drawn.edges_between("again", "q")[0][0] == ["4 calls"]
+    assert drawn.nodes["jump"] == ["jump", "[goto]", "4 calls"]
+    assert drawn.edges_between("m", "bye")[0][0] == ["failure", "0 calls"]
+    assert drawn.edges_between("m", "check")[0][0] == ["2", "2 calls"]
+    assert drawn.edges_between("check", "q")[0][0] == ["after verify", "2 calls"]
+    assert drawn.nodes["q"][-1] == "6 calls"
+
+
+def test_ivr_graph_draws_the_calls_of_the_days_asked_for(tmp_path: Path) -> None:
+    """`ivr graph FLOW --from --to` against a SQLite outcome log; --to is a whole day."""
+    plan = tmp_path / "plan"
+    plan_of(plan, SAMPLE)
+    prompts = tmp_path / "prompts" / "en"
+    prompts.mkdir(parents=True)
+    texts = ("main-menu", "main-menu-2", "enter-order-number", "order-status", "closed-message")
+    (prompts / "catalog.yaml").write_text("".join(f"{name}: Words.\n" for name in texts))
+    url = f"sqlite:///{tmp_path / 'log.sqlite3'}"
+    env = {
+        "PATH": str(Path(shutil.which("dot") or "/usr/bin/dot").parent),
+        "IVR_DATABASE__URL": url,
+        "IVR_PATHS__DIALPLANS": str(plan),
+        "IVR_PATHS__PROMPTS": str(tmp_path / "prompts"),
+    }
+
+    def ivr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IVR, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert ivr("db", "upgrade").returncode == 0
+    log = CallLog(session_factory(make_engine(url)))
+    day = datetime(2025, 6, 2, tzinfo=UTC)
+    menu = [("branch", "hours"), ("match", "main_menu")]
+    for call_id, started, steps, fields in (
+        ("a", day + timedelta(hours=8), [*menu, ("route", "billing")], {}),
+        ("b", day + timedelta(hours=23, minutes=59), menu, {"exit_node": "main_menu"}),
+        ("c", day + timedelta(days=1), [("branch", "hours"), ("hangup", "closed")], {}),
+    ):
+        part = IvrPart(call_id, {"flow": "support", "started_at": started, **fields})
+        for kind, node in steps:
+            part.note(kind, node, {})
+        log.save(part, "abandoned_ivr" if fields else "contained", "hangup", True)
+
+    done = ivr("graph", "support", "--from", "2025-06-02", "--to", "2025-06-02", "-o", "t.svg")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "wrote t.svg (2 calls, 2025-06-02 to 2025-06-02 UTC)"
+    drawn = read_svg(tmp_path / "t.svg")
+    assert drawn.edges_between("hours", "main_menu")[0][0] == ["else", "2 calls"]
+    assert drawn.edges_between("hours", "closed")[0][0] == ["case 1", "0 calls"]  # c: next day
+    assert drawn.edges_between("main_menu", "billing")[0][0] == ['2 / "billing"', "1 call"]
+    assert drawn.nodes["main_menu"][3:] == ["2 calls", "hung up 1"]
+
+    two_days = ivr("graph", "support", "--from", "2025-06-02", "--to", "2025-06-03")
+    assert two_days.stdout.strip() == "wrote support.svg (3 calls, 2025-06-02 to 2025-06-03 UTC)"
+    assert read_svg(tmp_path / "support.svg").nodes["closed"][2:] == ["closed-message", "1 call"]
+
+    plain = ivr("graph", "support", "-o", "plain.svg")
+    assert plain.stdout.strip() == "wrote plain.svg"
+    assert read_svg(tmp_path / "plain.svg").nodes["main_menu"] == [
+        "main_menu",
+        "[menu]",
+        "main-menu +1",
+    ]
+
+    for args, error in (
+        (("--from", "2025-06-02"), "--from and --to go together"),
+        (("--from", "2025-06-31", "--to", "2025-07-01"), "expected a day"),
+        (("--from", "2025-06-03", "--to", "2025-06-02"), "--from is after --to"),
+    ):
+        refused = ivr("graph", "support", *args)
+        assert (refused.returncode, error in refused.stderr) == (2, True), refused.stderr

@@ -1,8 +1,9 @@
 """The agent and ops web app (Flask). Every route needs a login except the login page.
 
 Agents get the desktop: screen pops, their queue state, the disposition form.
-Supervisors and ops get the floor: live queues, agents and calls. Live updates come
-from ``/events`` (cti/web/live.py); the actions here answer JSON to the page's script.
+Supervisors and ops get the floor: live queues, agents and calls, and the reports
+(cti/web/reports.py). Live updates come from ``/events`` (cti/web/live.py); the actions
+here answer JSON to the page's script.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from cti.store.dispositions import (
 )
 from cti.store.models import User
 from cti.store.users import authenticate
-from ivr.config import CtiSettings
+from cti.web.reports import reports_blueprint
+from ivr.config import CtiSettings, ReportSettings
 
 AmiSend = Callable[[dict[str, str]], dict[str, Any]]
 QUEUE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -109,6 +111,7 @@ def create_app(
     secret_key: str,
     health: Callable[[], dict[str, Any]],
     cti: CtiSettings,
+    reports: ReportSettings,
     ami_send: AmiSend | None = None,
 ) -> Flask:
     app = Flask(__name__)
@@ -157,6 +160,10 @@ def create_app(
         if g.user.role == "agent":
             return render_template("desktop.html", codes=cti.outcome_codes)
         return render_template("floor.html", health=health())
+
+    app.register_blueprint(  # /reports: cti/web/reports.py
+        reports_blueprint(sessions, reports, role_required("supervisor", "ops"))
+    )
 
     def agent_action(fields: dict[str, str]) -> Any:
         """Run an AMI action for the logged-in agent's phone; the page shows the result

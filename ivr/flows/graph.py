@@ -10,6 +10,14 @@ where the call leaves the flow (queue, transfer, hangup, return) green boxes wit
 border, the rest plain boxes. Failure edges are red; else, not found, overflow and callback
 edges dashed; retries dotted self-loops; the agent escape grey and dashed.
 
+With `traffic` (``ivr graph FLOW --from DATE --to DATE``), the picture also shows the calls
+of a period, from the outcome log (cti/reports/traffic.py, `FlowTraffic` as a plain
+mapping: ``calls``, ``edges`` {(from, to): calls}, ``visits``, ``hangups`` and ``escapes``
+{node: calls}, optionally ``period``, a phrase for the title). Each arrow the journeys can
+measure says "N calls", its pen the wider the larger its share of the flow's calls; each
+node says how many calls reached it and how many were lost there ("hung up 12 · asked for
+agent 3"). ivr/ does not import cti/ here: the caller passes the mapping.
+
 All text goes through `graphviz.escape` (and ``&`` becomes ``&amp;``, since ``dot`` reads
 entities in any label), so quotes, backslashes, ``<...>`` and ``&lt;`` in phrases are shown
 as written and never read as DOT or HTML.
@@ -21,7 +29,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import graphviz
 from pydantic import BaseModel
@@ -35,6 +48,7 @@ from ivr.flows.nodes import (
     Condition,
     Edge,
     Escape,
+    GotoNode,
     HangupNode,
     LanguageNode,
     LookupNode,
@@ -47,7 +61,7 @@ from ivr.flows.nodes import (
     SurveyNode,
     TransferNode,
 )
-from ivr.flows.plan import DialPlan
+from ivr.flows.plan import DialPlan, Flow
 
 __all__ = ["GraphError", "to_dot", "write_svg"]
 
@@ -84,14 +98,16 @@ class GraphError(Exception):
     """The flow cannot be drawn: unknown flow, no ``dot``, or the output cannot be written."""
 
 
-def to_dot(plan: DialPlan, flow: str) -> str:
-    """The DOT source of one flow of the plan."""
-    return _digraph(plan, flow).source
+def to_dot(plan: DialPlan, flow: str, traffic: Mapping[str, Any] | None = None) -> str:
+    """The DOT source of one flow of the plan; with `traffic`, the calls on it (see below)."""
+    return _digraph(plan, flow, traffic).source
 
 
-def write_svg(plan: DialPlan, flow: str, out: Path) -> None:
+def write_svg(
+    plan: DialPlan, flow: str, out: Path, traffic: Mapping[str, Any] | None = None
+) -> None:
     """Render the flow to an SVG file at `out`; it appears whole or not at all."""
-    graph = _digraph(plan, flow)
+    graph = _digraph(plan, flow, traffic)
     if shutil.which("dot") is None:
         raise GraphError(
             "Graphviz 'dot' is not installed (not found on PATH); "
@@ -130,13 +146,19 @@ def _write_atomically(out: Path, data: bytes) -> None:
         raise
 
 
-def _digraph(plan: DialPlan, name: str) -> graphviz.Digraph:
+def _digraph(
+    plan: DialPlan, name: str, traffic: Mapping[str, Any] | None = None
+) -> graphviz.Digraph:
     flow = plan.flows.get(name)
     if flow is None:
         known = ", ".join(sorted(plan.flows)) or "(none)"
         raise GraphError(f"unknown flow {name!r}; flows: {known}")
     graph = graphviz.Digraph(name=name)
     title = f"flow {name} ({flow.language})"
+    if traffic is not None:
+        title += f": {_calls(int(traffic.get('calls', 0)))}"
+        if traffic.get("period"):
+            title += f", {traffic['period']}"
     graph.attr(
         rankdir="TB",
         label=_text(title),
@@ -149,6 +171,32 @@ def _digraph(plan: DialPlan, name: str) -> graphviz.Digraph:
     graph.attr("node", fontname=FONT, fontsize="11", margin="0.15,0.06")
     graph.attr("edge", fontname=FONT, fontsize="10", arrowsize="0.7")
 
+    start = _Arrow(START, flow.start, {}, measured=True)
+    arrows: dict[str, list[_Arrow]] = {}
+    safe_queue = False
+    for node_name, node in flow.nodes.items():
+        out = arrows[node_name] = [
+            _Arrow(node_name, edge.target, _edge_style(edge), measured=True)
+            for edge in node.edges()
+        ]
+        if isinstance(node, MenuNode | CollectNode):
+            retried = "timeout/invalid" if isinstance(node, MenuNode) else "no entry/invalid"
+            retry = {
+                "label": _text(f"{retried}: retry x{node.max_tries}"),
+                "style": "dotted",
+                "color": "#6b7280",
+                "fontcolor": "#6b7280",
+                "dir": "forward",
+            }
+            out.append(_Arrow(node_name, node_name, retry))
+            if node.failure is None:
+                safe_queue = True
+                failure = {"label": "failure", "color": RED, "fontcolor": RED}
+                out.append(_Arrow(node_name, SAFE_QUEUE, failure))
+        if isinstance(node, MenuNode) and node.escape and flow.escape is not None:
+            out.append(_Arrow(node_name, flow.escape.goto, _escape_style(flow.escape), True))
+    counts = _Counts(flow, [start, *(a for out in arrows.values() for a in out)], traffic)
+
     graph.node(
         START,
         label="start",
@@ -160,31 +208,12 @@ def _digraph(plan: DialPlan, name: str) -> graphviz.Digraph:
         width="0.45",
         fixedsize="true",
     )
-    graph.edge(START, flow.start)
-
-    safe_queue = False
+    graph.edge(START, flow.start, **counts.edge(start))
     for node_name, node in flow.nodes.items():
-        graph.node(
-            node_name, label=_lines(node_name, f"[{node.type}]", *_details(node)), **_style(node)
-        )
-        for edge in node.edges():
-            graph.edge(node_name, edge.target, **_edge_style(edge))
-        if isinstance(node, MenuNode | CollectNode):
-            retried = "timeout/invalid" if isinstance(node, MenuNode) else "no entry/invalid"
-            graph.edge(
-                node_name,
-                node_name,
-                label=_text(f"{retried}: retry x{node.max_tries}"),
-                style="dotted",
-                color="#6b7280",
-                fontcolor="#6b7280",
-                dir="forward",
-            )
-            if node.failure is None:
-                safe_queue = True
-                graph.edge(node_name, SAFE_QUEUE, label="failure", color=RED, fontcolor=RED)
-        if isinstance(node, MenuNode) and node.escape and flow.escape is not None:
-            graph.edge(node_name, flow.escape.goto, **_escape_style(flow.escape))
+        label = _lines(node_name, f"[{node.type}]", *_details(node))
+        graph.node(node_name, label=counts.node(node_name, label), **_style(node))
+        for arrow in arrows[node_name]:
+            graph.edge(arrow.tail, arrow.head, **counts.edge(arrow))
     if safe_queue:
         graph.node(
             SAFE_QUEUE,
@@ -196,6 +225,103 @@ def _digraph(plan: DialPlan, name: str) -> graphviz.Digraph:
             fontcolor="#991b1b",
         )
     return graph
+
+
+@dataclass(frozen=True, eq=False)
+class _Arrow:
+    """One arrow of the picture; `measured` when the journeys can tell the calls on it (the
+    retry loops and the fall-back to the safe queue are not)."""
+
+    tail: str
+    head: str
+    attrs: dict[str, str]
+    measured: bool = False
+
+
+class _Counts:
+    """Traffic put on the picture: calls on the arrows, visits and drop-off on the nodes.
+
+    A pass between two of the flow's nodes goes on the first measured arrow between them
+    (which then says how many arrows it stands for); a pass with no arrow of its own went
+    through ``goto`` nodes, which the journey does not record, and is put on each arrow of
+    that way and on the goto nodes. Passes between other names (a subflow's nodes) are not
+    drawn: the subflow node's arrow shows the calls that came back from it."""
+
+    def __init__(self, flow: Flow, arrows: list[_Arrow], traffic: Mapping[str, Any] | None) -> None:
+        self.traffic = traffic
+        if traffic is None:
+            return
+        self.calls = int(traffic.get("calls", 0))
+        self.visits: Counter[str] = Counter(
+            {n: c for n, c in dict(traffic.get("visits", {})).items() if n in flow.nodes}
+        )
+        self.hangups = dict(traffic.get("hangups", {}))
+        self.escapes = dict(traffic.get("escapes", {}))
+        self.first: dict[tuple[str, str], _Arrow] = {}
+        self.arrows: Counter[tuple[str, str]] = Counter()
+        for arrow in arrows:
+            if arrow.measured:
+                self.first.setdefault((arrow.tail, arrow.head), arrow)
+                self.arrows[arrow.tail, arrow.head] += 1
+        self.passes: Counter[tuple[str, str]] = Counter({(START, flow.start): self.calls})
+        for (tail, head), n in dict(traffic.get("edges", {})).items():
+            if tail not in flow.nodes or head not in flow.nodes:
+                continue
+            way = (
+                [tail, head]
+                if (tail, head) in self.first
+                else self._through_gotos(flow, tail, head)
+            )
+            for a, b in pairwise(way):
+                self.passes[a, b] += n
+            for goto in way[1:-1]:
+                self.visits[goto] += n
+
+    def _through_gotos(self, flow: Flow, tail: str, head: str) -> list[str]:
+        """The way from `tail` to `head` through goto nodes along the arrows, or none."""
+        for a, b in self.first:
+            if a != tail or not isinstance(flow.nodes.get(b), GotoNode):
+                continue
+            way = [tail, b]
+            while isinstance(node := flow.nodes.get(way[-1]), GotoNode) and node.goto not in way:
+                way.append(node.goto)
+            if way[-1] == head:
+                return way
+        return []
+
+    def edge(self, arrow: _Arrow) -> dict[str, str]:
+        if self.traffic is None or self.first.get((arrow.tail, arrow.head)) is not arrow:
+            return arrow.attrs
+        n = self.passes[arrow.tail, arrow.head]
+        line = _calls(n)
+        if (several := self.arrows[arrow.tail, arrow.head]) > 1:
+            line += f" (all {several} arrows)"
+        label = arrow.attrs.get("label")
+        share = n / self.calls if self.calls else 0.0
+        return arrow.attrs | {
+            "label": graphviz.nohtml(f"{label}\\n{_text(line)}" if label else _text(line)),
+            "penwidth": f"{1 + 4 * min(share, 1.0):.1f}",
+        }
+
+    def node(self, name: str, label: str) -> str:
+        if self.traffic is None:
+            return label
+        lines = [_calls(self.visits[name])]
+        lost = [
+            f"{what} {n}"
+            for what, n in (
+                ("hung up", self.hangups.get(name, 0)),
+                ("asked for agent", self.escapes.get(name, 0)),
+            )
+            if n
+        ]
+        if lost:
+            lines.append(" · ".join(lost))
+        return graphviz.nohtml("\\n".join([label, *(_text(line) for line in lines)]))
+
+
+def _calls(n: int) -> str:
+    return f"{n} call" if n == 1 else f"{n} calls"
 
 
 def _style(node: BaseModel) -> dict[str, str]:

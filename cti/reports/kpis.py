@@ -1,0 +1,766 @@
+"""KPIs over the outcome log, as docs/kpis.md defines them: for a period (and a queue),
+in all or broken down by queue, agent, campaign, flow, hour or day of the call's start in
+the center's time zone. The reports page and `ivr report` show them; `to_csv` and
+`to_json` are the export formats of both.
+
+Every figure is a ratio of sums over calls, so four aggregate queries (counts with
+FILTER, sums) give them all, with no loop over calls in Python:
+
+- counts, times and outcomes: one pass over the period's ended calls;
+- CSAT and NPS: the survey answers given on those calls;
+- first-contact resolution: the next inbound call of each customer (LEAD over the
+  customer, by start), over the period and the repeat window after it;
+- time to callback: each request's first answered callback call in the period.
+
+In all, by hour and by day, the queries group by UTC hour (quarter hour in zones whose
+offset is not whole hours), which the center's hours and days are sums of: no time zone
+arithmetic per call, on PostgreSQL as on SQLite. The three share those sums: in a
+transaction, the first keeps them for the others until something is written through
+the session or the transaction ends (the reports page asks for all three at once).
+Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, get_args
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    and_,
+    cast,
+    event,
+    exists,
+    extract,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from cti.outcomes import Outcome
+from cti.store.models import Call, Callback, Commitment, SurveyAnswer
+
+CALLS = Call.__table__
+ANSWERS = SurveyAnswer.__table__
+CALLBACKS = Callback.__table__
+
+DIMENSIONS = ("queue", "agent", "campaign", "flow", "hour", "day")
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+CSAT_VALUES = ("1", "2", "3", "4", "5")
+CSAT_SATISFIED = ("4", "5")
+NPS_VALUES = tuple(str(n) for n in range(11))
+NPS_PROMOTERS = ("9", "10")
+NPS_DETRACTORS = tuple(str(n) for n in range(7))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Service level: answered within `answer_seconds`; abandons in the queue shorter
+    than `short_abandon_seconds` count nowhere; a call followed by another inbound call
+    of the same customer within `repeat_hours` was not resolved at first contact."""
+
+    answer_seconds: float = 20.0
+    short_abandon_seconds: float = 5.0
+    repeat_hours: float = 72.0
+
+
+@dataclass(frozen=True)
+class Period:
+    """Calls whose start is in [start, end) (aware datetimes), in `queue` if given."""
+
+    start: datetime
+    end: datetime
+    queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """The figures of one group of ended calls (`group` None: all of them, or the calls
+    without a value of the breakdown's dimension; hours are "00" to "23", days ISO
+    dates). Ratios are 0..1 and NPS -100..100; times are seconds; a figure whose
+    denominator is 0 is None. docs/kpis.md defines each."""
+
+    group: str | None
+    calls: int
+    ivr_calls: int  # entered the IVR (a flow ran)
+    contained: int  # of those, outcome contained
+    abandoned_ivr: int  # of those, outcome abandoned_ivr
+    offered: int  # joined a queue
+    short_abandons: int  # abandoned in the queue sooner than the short-abandon threshold
+    answered: int  # outcome answered
+    answered_in_time: int  # answered from a queue within the service level threshold
+    abandoned_queue: int  # outcome abandoned_queue, short abandons included
+    callback_requested: int  # outcome callback_requested
+    transferred: int  # an agent transferred it, or the IVR transferred it out
+    failed: int  # outcome failed
+    service_level: float | None
+    asa: float | None
+    abandon_rate_queue: float | None
+    abandon_rate_ivr: float | None
+    aht: float | None
+    avg_talk: float | None
+    avg_hold: float | None
+    avg_wrapup: float | None
+    fcr: float | None
+    repeat_rate: float | None
+    containment: float | None
+    callbacks: int  # callback calls dialled
+    callbacks_reached: int  # of those, answered by an agent
+    callback_success: float | None
+    time_to_callback: float | None
+    csat: float | None
+    csat_answers: int
+    nps: float | None
+    nps_answers: int
+    outcomes: dict[str, int]  # every outcome, 0 included
+    fcr_calls: int = 0  # answered inbound calls of a known customer: FCR's denominator
+    repeats: int = 0  # of those, followed by another inbound call within the window
+
+
+def kpis(
+    db: Session, period: Period, thresholds: Thresholds, zone: ZoneInfo, by: str | None = None
+) -> list[Kpis]:
+    """One row per group of `by` (one of DIMENSIONS), ordered by group (None last); one
+    row with group None when `by` is None. Only ended calls (outcome set) count."""
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"unknown breakdown {by!r}: expected one of {', '.join(DIMENSIONS)}")
+    for name, moment in (("start", period.start), ("end", period.end)):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(f"the period's {name} needs a time zone: {moment.isoformat()}")
+    groups: dict[Any, _Parts] | None = None
+    if by in (None, "hour", "day"):
+        width = _bucket_width(zone)
+        buckets = _memo(db, (period, thresholds, width))
+        if buckets is None:
+            buckets = _Query(db, period, thresholds, _Grouping("bucket", width=width)).parts()
+            _remember(db, (period, thresholds, width), buckets)
+        groups = _roll_up(buckets, width, zone, by)
+    if groups is None:  # by a column, or a zone whose hours the buckets do not fit
+        grouping = _Grouping("local", by, zone=str(zone)) if by in ("hour", "day") else None
+        grouping = grouping or _Grouping("column", by)
+        groups = _Query(db, period, thresholds, grouping).parts()
+    if by is None and not groups:
+        groups = {None: _Parts()}
+    rows = [_kpis(group, parts) for group, parts in groups.items()]
+    return sorted(rows, key=lambda row: (row.group is None, row.group or ""))
+
+
+def commitments_past_due(db: Session, today: date) -> int:
+    """Commitments still open whose due date is before `today`."""
+    query = select(func.count()).where(Commitment.status == "open", Commitment.due < today)
+    return db.scalar(query) or 0
+
+
+# -- the figures of a group, as sums ---------------------------------------------------------
+
+
+@dataclass
+class _Parts:
+    """What a group's figures are computed from: sums, so that groups add up."""
+
+    calls: int = 0
+    ivr_calls: int = 0
+    contained: int = 0
+    abandoned_ivr: int = 0
+    offered: int = 0
+    short_abandons: int = 0
+    answered: int = 0
+    answered_in_time: int = 0
+    abandoned_queue: int = 0
+    callback_requested: int = 0
+    transferred: int = 0
+    failed: int = 0
+    waited: int = 0  # answered calls with a wait (from a queue)
+    wait: float = 0.0  # their waits
+    talk: float = 0.0  # of answered calls
+    hold: float = 0.0
+    wrapup: float = 0.0
+    callbacks: int = 0
+    callbacks_reached: int = 0
+    fcr_calls: int = 0
+    repeats: int = 0
+    csat_answers: int = 0
+    satisfied: int = 0
+    nps_answers: int = 0
+    promoters: int = 0
+    detractors: int = 0
+    callback_requests: int = 0  # requests first reached by a call of the group
+    callback_seconds: float = 0.0  # from those requests to those calls
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+
+    def add(self, values: Mapping[str, Any]) -> None:
+        """Add sums by name: a row's (None: no rows), outcome_<name> the outcomes'."""
+        for name, value in values.items():
+            if value is None or name == "grp":
+                continue
+            if name.startswith("outcome_"):
+                self.outcomes[name.removeprefix("outcome_")] += int(value)
+            else:
+                setattr(self, name, getattr(self, name) + PART_TYPES[name](value))
+
+    def merge(self, other: _Parts) -> None:
+        for name in PART_TYPES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, count in other.outcomes.items():
+            self.outcomes[name] += count
+
+
+PART_TYPES: dict[str, type] = {
+    f.name: int if f.type == "int" else float for f in fields(_Parts) if f.name != "outcomes"
+}
+
+
+def _kpis(group: str | None, p: _Parts) -> Kpis:
+    queued = p.offered - p.short_abandons  # service level's and queue abandons' denominator
+    answered = p.answered or None
+    return Kpis(
+        group=group,
+        calls=p.calls,
+        ivr_calls=p.ivr_calls,
+        contained=p.contained,
+        abandoned_ivr=p.abandoned_ivr,
+        offered=p.offered,
+        short_abandons=p.short_abandons,
+        answered=p.answered,
+        answered_in_time=p.answered_in_time,
+        abandoned_queue=p.abandoned_queue,
+        callback_requested=p.callback_requested,
+        transferred=p.transferred,
+        failed=p.failed,
+        service_level=_ratio(p.answered_in_time, queued),
+        asa=_ratio(p.wait, p.waited),
+        abandon_rate_queue=_ratio(p.abandoned_queue - p.short_abandons, queued),
+        abandon_rate_ivr=_ratio(p.abandoned_ivr, p.ivr_calls),
+        aht=answered and (p.talk + p.hold + p.wrapup) / answered,
+        avg_talk=answered and p.talk / answered,
+        avg_hold=answered and p.hold / answered,
+        avg_wrapup=answered and p.wrapup / answered,
+        fcr=_ratio(p.fcr_calls - p.repeats, p.fcr_calls),
+        repeat_rate=_ratio(p.repeats, p.fcr_calls),
+        containment=_ratio(p.contained, p.ivr_calls),
+        callbacks=p.callbacks,
+        callbacks_reached=p.callbacks_reached,
+        callback_success=_ratio(p.callbacks_reached, p.callbacks),
+        time_to_callback=_ratio(p.callback_seconds, p.callback_requests),
+        csat=_ratio(p.satisfied, p.csat_answers),
+        csat_answers=p.csat_answers,
+        nps=None if not p.nps_answers else (p.promoters - p.detractors) * 100 / p.nps_answers,
+        nps_answers=p.nps_answers,
+        outcomes=dict(p.outcomes),
+        fcr_calls=p.fcr_calls,
+        repeats=p.repeats,
+    )
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return None if whole <= 0 else part / whole
+
+
+# -- the queries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    """What the queries group by: UTC time buckets of `width` seconds, the local hour or
+    day of the start in `zone` (`name`), or a column (`name`)."""
+
+    kind: str  # bucket, local, column
+    name: str | None = None
+    width: int = 0
+    zone: str = ""
+
+    def reads(self) -> str:
+        return self.name if self.kind == "column" and self.name else "started_at"
+
+    def expression(self, columns: Any, dialect: str) -> ColumnElement[Any]:
+        if self.kind == "column":
+            return columns[self.name]
+        started = columns.started_at
+        if self.kind == "bucket":
+            if dialect == "postgresql":
+                epoch = func.date_part("epoch", started)
+                return func.floor(epoch / literal_column(str(self.width)))
+            return cast(func.strftime("%s", started), Integer) // self.width
+        if dialect == "postgresql":
+            local = func.timezone(self.zone, started)
+            return extract("hour", local) if self.name == "hour" else cast(local, Date)
+        return (func.ivr_local_hour if self.name == "hour" else func.ivr_local_day)(
+            started, self.zone
+        )
+
+    def key(self, value: Any) -> Any:
+        """A group's value as the rows carry it: bucket numbers stay numbers (they are
+        rolled up later); hours are 00-23, days ISO dates."""
+        if value is None:
+            return None
+        if self.kind == "bucket":
+            return int(value)
+        if self.name == "hour":
+            return f"{int(value):02d}"
+        if self.name == "day" and isinstance(value, date):
+            return value.isoformat()
+        return str(value)
+
+
+class _Query:
+    def __init__(
+        self, db: Session, period: Period, thresholds: Thresholds, grouping: _Grouping
+    ) -> None:
+        self.db = db
+        self.dialect = db.get_bind().dialect.name
+        self.start = period.start.astimezone(UTC)
+        self.end = period.end.astimezone(UTC)
+        self.queue = period.queue
+        self.thresholds = thresholds
+        self.grouping = grouping
+        self.grouped = grouping.kind != "column" or grouping.name is not None
+        if self.dialect == "sqlite" and grouping.kind == "local":
+            _register_sqlite_functions(db)
+
+    def parts(self) -> dict[Any, _Parts]:
+        found: dict[Any, _Parts] = {}
+        for rows in (self.main(), self.surveys(), self.fcr(), self.callbacks()):
+            for row in self.db.execute(rows):
+                key = self.grouping.key(row.grp) if self.grouped else None
+                found.setdefault(key, _Parts()).add(row._mapping)
+        return found
+
+    def group(self, columns: Any) -> list[ColumnElement[Any]]:
+        if not self.grouped:
+            return []
+        return [self.grouping.expression(columns, self.dialect).label("grp")]
+
+    def aggregate(self, inner: Any, *columns: Any) -> Select[Any]:
+        if not self.grouped:
+            return select(literal_column("NULL").label("grp"), *columns)
+        return select(inner.c.grp, *columns).group_by(inner.c.grp)
+
+    def ended_in_period(self, columns: Any) -> list[ColumnElement[bool]]:
+        return [
+            columns.started_at >= self.start,
+            columns.started_at < self.end,
+            columns.outcome.is_not(None),
+            *self.in_queue(columns),
+        ]
+
+    def in_queue(self, columns: Any) -> list[ColumnElement[bool]]:
+        return [columns.queue == self.queue] if self.queue is not None else []
+
+    def seconds(self, later: Any, earlier: Any) -> ColumnElement[float]:
+        if self.dialect == "postgresql":
+            return extract("epoch", later - earlier)
+        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+    def main(self) -> Select[Any]:
+        """Counts, times and outcomes of the period's ended calls."""
+        c = CALLS.c
+        inner = (
+            select(
+                *self.group(c),
+                c.outcome,
+                c.kind,
+                c.flow,
+                c.queue_entered_at,
+                c.transferred,
+                c.wait_seconds,
+                c.talk_seconds,
+                c.hold_seconds,
+                c.wrapup_seconds,
+            )
+            .where(*self.ended_in_period(c))
+            .subquery()
+        )
+        r = inner.c
+        answered = r.outcome == "answered"
+        in_ivr = r.flow.is_not(None)
+        offered = r.queue_entered_at.is_not(None)
+        callback = r.kind == "callback"
+
+        def count(*conditions: ColumnElement[bool]) -> Any:
+            return func.count().filter(and_(*conditions))
+
+        def total(value: Any) -> Any:
+            return func.sum(func.coalesce(value, 0.0)).filter(answered)
+
+        figures = {
+            "calls": func.count(),
+            "ivr_calls": count(in_ivr),
+            "contained": count(in_ivr, r.outcome == "contained"),
+            "abandoned_ivr": count(in_ivr, r.outcome == "abandoned_ivr"),
+            "offered": count(offered),
+            "short_abandons": count(
+                r.outcome == "abandoned_queue",
+                r.wait_seconds < self.thresholds.short_abandon_seconds,
+            ),
+            "answered": count(answered),
+            "answered_in_time": count(
+                answered, offered, r.wait_seconds <= self.thresholds.answer_seconds
+            ),
+            "abandoned_queue": count(r.outcome == "abandoned_queue"),
+            "callback_requested": count(r.outcome == "callback_requested"),
+            "transferred": count(or_(r.transferred.is_(True), r.outcome == "transferred")),
+            "failed": count(r.outcome == "failed"),
+            "waited": count(answered, r.wait_seconds.is_not(None)),
+            "wait": func.sum(r.wait_seconds).filter(answered),
+            "talk": total(r.talk_seconds),
+            "hold": total(r.hold_seconds),
+            "wrapup": total(r.wrapup_seconds),
+            "callbacks": count(callback),
+            "callbacks_reached": count(callback, answered),
+        } | {f"outcome_{name}": count(r.outcome == name) for name in OUTCOMES}
+        return self.aggregate(inner, *(value.label(name) for name, value in figures.items()))
+
+    def surveys(self) -> Select[Any]:
+        """The CSAT and NPS answers given on the period's ended calls (answers come
+        during their call: none before the period's start)."""
+        a = ANSWERS.c
+        inner = (
+            select(*self.group(CALLS.c), a.scale, a.value)
+            .select_from(ANSWERS.join(CALLS, CALLS.c.id == a.call_id))
+            .where(a.answered_at >= self.start, *self.ended_in_period(CALLS.c))
+            .subquery()
+        )
+        r = inner.c
+        scale5, nps = r.scale == "scale5", r.scale == "nps"
+        return self.aggregate(
+            inner,
+            func.count().filter(scale5, r.value.in_(CSAT_VALUES)).label("csat_answers"),
+            func.count().filter(scale5, r.value.in_(CSAT_SATISFIED)).label("satisfied"),
+            func.count().filter(nps, r.value.in_(NPS_VALUES)).label("nps_answers"),
+            func.count().filter(nps, r.value.in_(NPS_PROMOTERS)).label("promoters"),
+            func.count().filter(nps, r.value.in_(NPS_DETRACTORS)).label("detractors"),
+        )
+
+    def fcr(self) -> Select[Any]:
+        """Answered inbound calls of a known customer (customer_id, else caller_number),
+        and those followed by another inbound call of the customer within the repeat
+        window: LEAD over the customer by start, over the inbound calls of the period and
+        of the window after it, whatever their queue or outcome. Customers by id and by
+        number only are two windows: each sorts fewer rows, ids sort as integers."""
+        c = CALLS.c
+        window = timedelta(hours=self.thresholds.repeat_hours)
+        try:
+            horizon = self.end + window
+        except OverflowError:
+            horizon = datetime.max.replace(tzinfo=UTC)
+        eligible = and_(c.outcome == "answered", c.started_at < self.end, *self.in_queue(c))
+        carried = [] if self.grouping.reads() == "started_at" else [c[self.grouping.reads()]]
+
+        def calls(customer: ColumnElement[Any], *known: ColumnElement[bool]) -> Select[Any]:
+            following = func.lead(c.started_at).over(partition_by=customer, order_by=c.started_at)
+            return select(
+                c.started_at, *carried, eligible.label("eligible"), following.label("next_start")
+            ).where(
+                c.kind == "inbound",
+                c.started_at >= self.start,
+                c.started_at < horizon,
+                *known,
+            )
+
+        number = c.caller_number
+        if self.dialect == "postgresql":
+            number = number.collate("C")  # equal or not is all a partition needs
+        both = union_all(
+            # + 0: a scan in customer_id's index would fetch each row at random: slower
+            calls(c.customer_id + literal_column("0"), c.customer_id.is_not(None)),
+            calls(number, c.customer_id.is_(None), c.caller_number.is_not(None),
+                  c.caller_number != ""),
+        ).subquery()  # fmt: skip
+        w = both.c
+        inner = select(*self.group(w), w.started_at, w.next_start).where(w.eligible).subquery()
+        r = inner.c
+        if self.dialect == "postgresql":  # timestamps compare faster than seconds
+            soon = r.next_start <= r.started_at + window
+        else:
+            soon = self.seconds(r.next_start, r.started_at) <= window.total_seconds()
+        repeat = and_(r.next_start.is_not(None), soon)
+        return self.aggregate(
+            inner, func.count().label("fcr_calls"), func.count().filter(repeat).label("repeats")
+        )
+
+    def callbacks(self) -> Select[Any]:
+        """Seconds from each callback request to the start of its first answered
+        callback call, for the requests whose first answered call is in the period: the
+        first in the period, unless one was answered before it (since the request; the
+        look back goes no further than the oldest of these requests)."""
+        c = CALLS.c
+        reached = (
+            select(*self.group(c), c.queue, c.callback_id, c.started_at, CALLBACKS.c.created_at)
+            .select_from(CALLS.join(CALLBACKS, CALLBACKS.c.id == c.callback_id))
+            .where(
+                c.kind == "callback",
+                c.outcome == "answered",
+                c.started_at >= self.start,
+                c.started_at < self.end,
+            )
+            .cte("reached")
+        )
+        r = reached.c
+        earlier = CALLS.alias("earlier").c
+        answered_before = exists().where(
+            earlier.callback_id == r.callback_id,
+            earlier.kind == "callback",
+            earlier.outcome == "answered",
+            earlier.started_at >= r.created_at,
+            earlier.started_at >= select(func.min(r.created_at)).scalar_subquery(),
+            earlier.started_at < self.start,
+        )
+        first = func.row_number().over(partition_by=r.callback_id, order_by=r.started_at)
+        inner = (
+            select(
+                *([r.grp] if self.grouped else []),
+                r.queue,
+                first.label("nth"),
+                self.seconds(r.started_at, r.created_at).label("took"),
+            )
+            .where(~answered_before)
+            .subquery()
+        )
+        i = inner.c
+        return self.aggregate(
+            inner,
+            func.count().label("callback_requests"),
+            func.sum(i.took).label("callback_seconds"),
+        ).where(i.nth == 1, *self.in_queue(i))
+
+
+# -- hours and days from UTC buckets -----------------------------------------------------------
+
+
+def _bucket_width(zone: ZoneInfo) -> int:
+    """An hour where the zone's offsets are whole hours (in 1970-2100, as far as
+    quarterly samples show: `_roll_up` checks the buckets it gets), else 15 minutes."""
+    return 3600 if _whole_hours(str(zone)) else 900
+
+
+@lru_cache(maxsize=32)
+def _whole_hours(name: str) -> bool:
+    zone = _zone(name)
+    return all(
+        (datetime(year, month, 1, tzinfo=UTC).astimezone(zone).utcoffset() or timedelta())
+        % timedelta(hours=1)
+        == timedelta()
+        for year in range(1970, 2101)
+        for month in (1, 4, 7, 10)
+    )
+
+
+def _roll_up(
+    buckets: dict[Any, _Parts], width: int, zone: ZoneInfo, by: str | None
+) -> dict[Any, _Parts] | None:
+    """The buckets added up into local hours or days, or all into one; None where a
+    bucket does not lie within one local hour (an offset the width does not divide)."""
+    found: dict[Any, _Parts] = {}
+    for number, parts in buckets.items():
+        first = datetime.fromtimestamp(number * width, UTC)
+        start = first.astimezone(zone)
+        last = (first + timedelta(seconds=width, microseconds=-1)).astimezone(zone)
+        offset = start.utcoffset() or timedelta()
+        if by is not None and (offset != last.utcoffset() or offset.total_seconds() % width):
+            return None
+        key = None if by is None else f"{start.hour:02d}" if by == "hour" else str(start.date())
+        found.setdefault(key, _Parts()).merge(parts)
+    return found
+
+
+_MEMO = "cti.reports.kpis.buckets"
+
+
+def _memo(db: Session, key: Any) -> dict[Any, _Parts] | None:
+    """The buckets this transaction computed for `key`, unless something was written
+    since (through this session)."""
+    db.connection()  # the transaction, begun
+    held = db.info.get(_MEMO)
+    if held is not None and held[0] is db.get_transaction() and held[1] == key:
+        return held[2]
+    return None
+
+
+def _remember(db: Session, key: Any, buckets: dict[Any, _Parts]) -> None:
+    if not db.info.get(_MEMO + ".listening"):
+        db.info[_MEMO + ".listening"] = True
+        event.listen(db, "after_flush", lambda session, _context: session.info.pop(_MEMO, None))
+        event.listen(db, "do_orm_execute", _forget_on_write)
+    db.info[_MEMO] = (db.get_transaction(), key, buckets)
+
+
+def _forget_on_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info.pop(_MEMO, None)
+
+
+# -- SQLite: the local hour and day of a start, where buckets do not fit --------------------
+
+
+@lru_cache(maxsize=32)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _local(stamp: str | datetime | None, zone: str) -> datetime | None:
+    if stamp is None:
+        return None
+    moment = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp)
+    if moment.tzinfo is None:  # stored in UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(_zone(zone))
+
+
+def _local_hour(stamp: str | None, zone: str) -> int | None:
+    local = _local(stamp, zone)
+    return None if local is None else local.hour
+
+
+def _local_day(stamp: str | None, zone: str) -> str | None:
+    local = _local(stamp, zone)
+    return None if local is None else local.date().isoformat()
+
+
+def _register_sqlite_functions(db: Session) -> None:
+    connection = db.connection().connection.driver_connection
+    assert connection is not None
+    connection.create_function("ivr_local_hour", 2, _local_hour, deterministic=True)
+    connection.create_function("ivr_local_day", 2, _local_day, deterministic=True)
+
+
+# -- exports and the terminal table ---------------------------------------------------------
+
+SCALARS = tuple(f.name for f in fields(Kpis) if f.name != "outcomes")
+
+
+def _export_value(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _export_row(row: Kpis) -> dict[str, Any]:
+    found = {name: _export_value(getattr(row, name)) for name in SCALARS}
+    return found | {"outcomes": {name: row.outcomes.get(name, 0) for name in OUTCOMES}}
+
+
+def to_csv(rows: Sequence[Kpis]) -> str:
+    """One line per group: every figure (ratios 0..1, seconds, NPS -100..100, rounded
+    to 4 decimals; empty where there is none), then outcome_<name> counts."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*SCALARS, *(f"outcome_{name}" for name in OUTCOMES)])
+    for row in rows:
+        data = _export_row(row)
+        writer.writerow(
+            [
+                *("" if data[name] is None else data[name] for name in SCALARS),
+                *(data["outcomes"][name] for name in OUTCOMES),
+            ]
+        )
+    return out.getvalue()
+
+
+def to_json(rows: Sequence[Kpis]) -> str:
+    """A JSON array, one object per group: the figures as in to_csv (null where there is
+    none), and `outcomes` an object of counts."""
+    return json.dumps([_export_row(row) for row in rows], indent=2) + "\n"
+
+
+def _count(value: Any) -> str:
+    return str(value)
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+FIGURES: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("calls", "calls", _count),
+    ("ivr_calls", "entered the IVR", _count),
+    ("contained", "  contained", _count),
+    ("containment", "IVR containment", _percent),
+    ("abandoned_ivr", "  abandoned in the IVR", _count),
+    ("abandon_rate_ivr", "IVR abandon rate", _percent),
+    ("offered", "joined a queue", _count),
+    ("short_abandons", "  short abandons", _count),
+    ("answered", "answered", _count),
+    ("answered_in_time", "  within the threshold", _count),
+    ("service_level", "service level", _percent),
+    ("asa", "average speed of answer", _seconds),
+    ("abandoned_queue", "abandoned in the queue", _count),
+    ("abandon_rate_queue", "queue abandon rate", _percent),
+    ("callback_requested", "callback requested", _count),
+    ("transferred", "transferred", _count),
+    ("failed", "failed", _count),
+    ("aht", "average handle time", _seconds),
+    ("avg_talk", "  talk", _seconds),
+    ("avg_hold", "  hold", _seconds),
+    ("avg_wrapup", "  wrap-up", _seconds),
+    ("fcr_calls", "answered, customer known", _count),
+    ("fcr", "first-contact resolution", _percent),
+    ("repeat_rate", "repeat-call rate", _percent),
+    ("callbacks", "callback calls", _count),
+    ("callbacks_reached", "  reached", _count),
+    ("callback_success", "callback success", _percent),
+    ("time_to_callback", "time to callback", _seconds),
+    ("csat_answers", "CSAT answers", _count),
+    ("csat", "CSAT", _percent),
+    ("nps_answers", "NPS answers", _count),
+    ("nps", "NPS", _score),
+)
+
+
+def to_table(rows: Sequence[Kpis], width: int | None = None) -> str:
+    """The figures as a table for the terminal: one line per figure, one column per
+    group (blocks of columns as wide as the terminal), percentages as %, seconds as s."""
+    if not rows:
+        return "no calls in this period\n"
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    lines = [(label, [show(getattr(row, name)) for row in rows]) for name, label, show in FIGURES]
+    lines += [
+        (f"outcome {name}", [str(row.outcomes.get(name, 0)) for row in rows]) for name in OUTCOMES
+    ]
+    heads = [
+        ("all" if len(rows) == 1 else "(none)") if row.group is None else row.group for row in rows
+    ]
+    label_width = max(len(label) for label, _ in lines)
+    widths = [
+        max(len(head), *(len(values[i]) for _, values in lines)) for i, head in enumerate(heads)
+    ]
+    blocks: list[list[int]] = [[]]
+    used = label_width
+    for i, column in enumerate(widths):
+        if blocks[-1] and used + 2 + column > width:
+            blocks.append([])
+            used = label_width
+        blocks[-1].append(i)
+        used += 2 + column
+    out = []
+    for block in blocks:
+        if out:
+            out.append("")
+        out.append(
+            ("".ljust(label_width) + "".join(f"  {heads[i]:>{widths[i]}}" for i in block)).rstrip()
+        )
+        for label, values in lines:
+            out.append(
+                label.ljust(label_width) + "".join(f"  {values[i]:>{widths[i]}}" for i in block)
+            )
+    return "\n".join(out) + "\n"
