@@ -137,7 +137,7 @@ class Service:
         """Every second, hand the database what waited for it while it was away."""
         while True:
             await asyncio.sleep(1)
-            if not (self.calls.spool and self.calls.spool.count):
+            if not (self.calls.spool and self.calls.spool.waiting):
                 continue
             try:
                 if done := await asyncio.to_thread(self.calls.replay):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 import uuid
 
 import pytest
@@ -9,8 +11,10 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from cti.store.calls import CallLog
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Call
+from cti.store.spool import Spool
 from tests.conftest import Sandbox
 
 
@@ -50,9 +54,52 @@ def test_a_shipped_flow_over_process_agi(asterisk: Sandbox, postgres_url: str, p
     assert call.linkedid and call.flow_version
 
 
-def wait_for_call(sessions) -> Call:  # type: ignore[no-untyped-def]
-    import time
+@pytest.mark.postgres
+def test_with_the_database_away_process_agi_spools_the_call_for_the_service(
+    asterisk: Sandbox, postgres_url: str, place_call
+) -> None:
+    """ivr-agi (a process per call) finds the database away: its write waits in the
+    spool, which another process (the service) replays into the database once back."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    name = f"tmp/ivr-agi-{uuid.uuid4().hex}"
+    config, spool = asterisk.root / f"{name}.yaml", asterisk.root / name / "spool"
+    dead = "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": dead},
+                "paths": {
+                    "dialplans": "/opt/ivr/src/dialplans",
+                    "prompts": "/opt/ivr/src/prompts",
+                    "spool": f"/{name}/spool",
+                },
+            }
+        )
+    )
+    try:
+        place_call(
+            "5551001",
+            press="2",
+            hold=4,
+            context="ivr-inbound-local",
+            extra={"IVR_AGI_CONFIG": f"/{config.relative_to(asterisk.root)}"},
+        )
+        deadline = time.monotonic() + 30
+        while not Spool(spool).waiting and time.monotonic() < deadline:
+            time.sleep(0.2)
+        log = CallLog(session_factory(engine), Spool(spool))
+        assert log.replay() == 1
+        call = wait_for_call(log.sessions)
+    finally:
+        config.unlink()
+        shutil.rmtree(asterisk.root / name, ignore_errors=True)
+        engine.dispose()
+    assert (call.entry, call.ivr_end, call.route) == ("5551001", "routed", "queue:support")
+    assert [(e.kind, e.node) for e in call.journey] == [("match", "welcome"), ("route", "support")]
 
+
+def wait_for_call(sessions) -> Call:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with sessions() as db:

@@ -346,7 +346,7 @@ class CallLog:
     def _store(self, writes: list[Write]) -> None:
         if not writes:
             return
-        if self.spool is not None and self.spool.count:
+        if self.spool is not None and self.spool.waiting:
             self.spool.extend(writes)  # behind the ones waiting: in order
             return
         try:
@@ -388,7 +388,7 @@ class CallLog:
 
     def replay(self) -> int:
         """Spooled writes applied now (the database is back); how many."""
-        if self.spool is None or not self.spool.count:
+        if self.spool is None or not self.spool.waiting:
             return 0
         return self.spool.replay(self.apply, BATCH)
 

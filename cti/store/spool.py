@@ -5,15 +5,20 @@ event survives a restart of the service. `replay` applies them in order and keep
 ones still refused; while any wait, new writes queue behind them. A write the database
 rejects for itself (not for being away) moves to ``calls.rejected.jsonl``, kept for a
 person to look at, so that it never blocks the ones behind it.
+
+Several processes may share a spool (the service, and process AGI's one process per
+call): appends and replays hold a lock on ``calls.lock`` as well as the thread lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,25 +53,43 @@ class Spool:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "calls.jsonl"
         self.rejected = folder / "calls.rejected.jsonl"
+        self.lock_path = folder / "calls.lock"
         self.lock = threading.Lock()
-        self.count = len(self._lines())
+
+    @property
+    def waiting(self) -> bool:
+        """Whether any write waits (cheap: asked before every batch of writes)."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    @property
+    def count(self) -> int:
+        """How many writes wait."""
+        return len(self._lines())
 
     def _lines(self) -> list[str]:
         return self.path.read_text().splitlines() if self.path.exists() else []
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self.lock, self.lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def extend(self, writes: list[Write]) -> None:
         """Add writes at the end, on disk before this returns."""
         lines = "".join(json.dumps(write, default=_encode) + "\n" for write in writes)
-        with self.lock, self.path.open("a") as file:
+        with self._locked(), self.path.open("a") as file:
             file.write(lines)
             file.flush()
             os.fsync(file.fileno())
-            self.count += len(writes)
 
     def replay(self, apply: Callable[[list[Write]], None], batch: int) -> int:
         """Apply the spooled writes in order, `batch` at a time (one by one where a batch
         fails), until the database is away again; how many went through."""
-        with self.lock:
+        with self._locked():
             lines = self._lines()
             done = 0
             while done < len(lines):
@@ -84,7 +107,6 @@ class Spool:
                 rest = self.path.with_suffix(".tmp")
                 rest.write_text("".join(f"{line}\n" for line in lines[done:]))
                 os.replace(rest, self.path)
-            self.count = len(lines) - done
             return done
 
     def _one_by_one(self, lines: list[str], apply: Callable[[list[Write]], None]) -> int:

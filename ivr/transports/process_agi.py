@@ -20,6 +20,7 @@ from asterisk.agi import AGI, AGIAppError, AGIHangup, AGIUnknownError
 from cti.store.calls import CallLog
 from cti.store.db import make_engine, session_factory
 from cti.store.directory import Directory
+from cti.store.spool import Spool
 from ivr.config import ConfigError, load_settings
 from ivr.flows.validate import load_plan
 from ivr.logs import setup_logging
@@ -81,7 +82,7 @@ def main() -> int:
     call = AgiCall(
         request,
         plan,
-        CallLog(sessions),
+        CallLog(sessions, Spool(settings.paths.spool)),  # the service replays it
         Directory(sessions).lookup,  # type: ignore[arg-type]
         settings.agi.safe_queue,
     )
