@@ -7,10 +7,11 @@ call instead of one per event is what keeps the service's cost per call near the
 native dialplan's (bench/RESULTS.md, asterisk_cost). A call that comes back to the IVR
 (queue overflow) is a second part; its events follow the first part's.
 
-Writers are synchronous SQLAlchemy; async callers run them in a worker thread
-(`asyncio.to_thread`) so the event loop never blocks on the database. While the
-database is away, writes wait in the spool (cti/store/spool.py) and the service
-replays them when it is back.
+Writes go through `CallLog`'s writer threads, which commit what queued up meanwhile in
+one transaction, in sets: each row once, with its outcome worked out in the same
+transaction. Async callers wait for theirs in a worker thread (`asyncio.to_thread`) so
+the event loop never blocks on the database. While the database is away, writes wait
+in the spool (cti/store/spool.py) and the service replays them when it is back.
 """
 
 from __future__ import annotations
