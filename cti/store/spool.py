@@ -45,7 +45,15 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: dict[str, Any]) -> Any:
-    return datetime.fromisoformat(value["$dt"]) if set(value) == {"$dt"} else value
+    return datetime.fromisoformat(value["$dt"]) if len(value) == 1 and "$dt" in value else value
+
+
+def _writes(lines: list[str]) -> list[Write]:
+    """Spooled lines read back, all in one go."""
+    return DECODER.decode(f"[{','.join(lines)}]")  # type: ignore[no-any-return]
+
+
+DECODER = json.JSONDecoder(object_hook=_decode)
 
 
 class Spool:
@@ -95,7 +103,7 @@ class Spool:
             while done < len(lines):
                 chunk = lines[done : done + batch]
                 try:
-                    apply([json.loads(line, object_hook=_decode) for line in chunk])
+                    apply(_writes(chunk))
                 except Exception as exc:
                     gone = 0 if unavailable(exc) else self._one_by_one(chunk, apply)
                     done += gone
@@ -114,7 +122,7 @@ class Spool:
         until the database is away; how many are done with."""
         for n, line in enumerate(lines):
             try:
-                apply([json.loads(line, object_hook=_decode)])
+                apply(_writes([line]))
             except Exception as exc:
                 if unavailable(exc):
                     return n
