@@ -5,6 +5,7 @@ from bench import (
     asterisk_cost,
     engine_steps,
     fastagi_load,
+    ingest,
     plan_loading,
     pop_latency,
     speech,
@@ -17,3 +18,4 @@ fastagi_load.run()
 asterisk_cost.run()
 speech.run()
 pop_latency.run()
+ingest.run()
