@@ -3,6 +3,7 @@
 from bench import (
     agi_commands,
     asterisk_cost,
+    dashboard,
     engine_steps,
     fastagi_load,
     ingest,
@@ -19,3 +20,4 @@ asterisk_cost.run()
 speech.run()
 pop_latency.run()
 ingest.run()
+dashboard.run()

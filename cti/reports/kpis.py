@@ -6,10 +6,13 @@ the center's time zone. The reports page and `ivr report` show them; `to_csv` an
 Every figure is a ratio of sums over calls, so four aggregate queries (counts with
 FILTER, sums) give them all, with no loop over calls in Python:
 
-- counts, times and outcomes: one pass over the period's ended calls;
+- counts, times and outcomes: one pass over the period's ended calls, grouped by outcome
+  too (a dozen sums a call rather than thirty filtered figures);
 - CSAT and NPS: the survey answers given on those calls;
-- first-contact resolution: the next inbound call of each customer (LEAD over the
-  customer, by start), over the period and the repeat window after it;
+- first-contact resolution: the next inbound call of each customer, over the period and
+  the repeat window after it. On SQLite, LEAD over the customer by start; on PostgreSQL a
+  semi-join on the customer, which its workers hash in parallel where a window function
+  sorts every call in one process (the denominator comes with the counts);
 - time to callback: each request's first answered callback call in the period.
 
 In all, by hour and by day, the queries group by UTC hour (quarter hour in zones whose
@@ -34,11 +37,13 @@ from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Date,
     Integer,
     Select,
     and_,
+    case,
     cast,
     event,
     exists,
@@ -287,11 +292,16 @@ class _Grouping:
     def reads(self) -> str:
         return self.name if self.kind == "column" and self.name else "started_at"
 
-    def expression(self, columns: Any, dialect: str) -> ColumnElement[Any]:
+    def expression(self, columns: Any, dialect: str, binned: bool = False) -> ColumnElement[Any]:
+        """The group of a row of `columns`. `binned` (PostgreSQL 14 on): a bucket is the
+        timestamp it starts at (date_bin: integer arithmetic, where date_part parses
+        its unit for every row), its number worked out by `key`."""
         if self.kind == "column":
             return columns[self.name]
         started = columns.started_at
         if self.kind == "bucket":
+            if binned:
+                return func.date_bin(self.step(), started, EPOCH)
             if dialect == "postgresql":
                 epoch = func.date_part("epoch", started)
                 return func.floor(epoch / literal_column(str(self.width)))
@@ -303,12 +313,17 @@ class _Grouping:
             started, self.zone
         )
 
+    def step(self) -> ColumnElement[Any]:
+        return literal_column(f"interval '{self.width} seconds'")
+
     def key(self, value: Any) -> Any:
         """A group's value as the rows carry it: bucket numbers stay numbers (they are
         rolled up later); hours are 00-23, days ISO dates."""
         if value is None:
             return None
         if self.kind == "bucket":
+            if isinstance(value, datetime):  # the start of the bucket (date_bin)
+                return (value - EPOCH_TIME) // timedelta(seconds=self.width)
             return int(value)
         if self.name == "hour":
             return f"{int(value):02d}"
@@ -317,33 +332,56 @@ class _Grouping:
         return str(value)
 
 
+EPOCH_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = literal_column("TIMESTAMPTZ '1970-01-01 00:00:00+00'")
+MANY_BUCKETS = 100_000  # more buckets than this: PostgreSQL is not told how few there are
+NUMBER_KEY = 2**32  # the customer key of the calls known by number only: no customer id
+
+
 class _Query:
     def __init__(
         self, db: Session, period: Period, thresholds: Thresholds, grouping: _Grouping
     ) -> None:
         self.db = db
-        self.dialect = db.get_bind().dialect.name
+        bind = db.get_bind()
+        self.dialect = bind.dialect.name
         self.start = period.start.astimezone(UTC)
         self.end = period.end.astimezone(UTC)
         self.queue = period.queue
         self.thresholds = thresholds
         self.grouping = grouping
         self.grouped = grouping.kind != "column" or grouping.name is not None
+        self.postgres = self.dialect == "postgresql"
+        version = bind.dialect.server_version_info or (0,)
+        self.binned = self.postgres and grouping.kind == "bucket" and version >= (14,)
         if self.dialect == "sqlite" and grouping.kind == "local":
             _register_sqlite_functions(db)
 
     def parts(self) -> dict[Any, _Parts]:
         found: dict[Any, _Parts] = {}
-        for rows in (self.main(), self.surveys(), self.fcr(), self.callbacks()):
+
+        def parts_of(group: Any) -> _Parts:
+            key = self.grouping.key(group) if self.grouped else None
+            held = found.get(key)
+            if held is None:
+                held = found[key] = _Parts()
+            return held
+
+        if self.postgres:
+            queries = (self.surveys(), self.repeats(), self.callbacks())
+        else:
+            queries = (self.surveys(), self.fcr(), self.callbacks())
+        for row in self.db.execute(self.main()):
+            _add_outcome_row(parts_of(row.grp), row)
+        for rows in queries:
             for row in self.db.execute(rows):
-                key = self.grouping.key(row.grp) if self.grouped else None
-                found.setdefault(key, _Parts()).add(row._mapping)
+                parts_of(row.grp).add(row._mapping)
         return found
 
     def group(self, columns: Any) -> list[ColumnElement[Any]]:
         if not self.grouped:
             return []
-        return [self.grouping.expression(columns, self.dialect).label("grp")]
+        return [self.grouping.expression(columns, self.dialect, self.binned).label("grp")]
 
     def aggregate(self, inner: Any, *columns: Any) -> Select[Any]:
         if not self.grouped:
@@ -362,12 +400,19 @@ class _Query:
         return [columns.queue == self.queue] if self.queue is not None else []
 
     def seconds(self, later: Any, earlier: Any) -> ColumnElement[float]:
-        if self.dialect == "postgresql":
+        if self.postgres:
             return extract("epoch", later - earlier)
         return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
+    def known(self, columns: Any) -> ColumnElement[bool]:
+        """A call whose customer is known: by id, else by a caller number."""
+        return or_(columns.customer_id.is_not(None), columns.caller_number != "")
+
     def main(self) -> Select[Any]:
-        """Counts, times and outcomes of the period's ended calls."""
+        """Counts, times and outcomes of the period's ended calls, by group and outcome:
+        a dozen sums a row rather than thirty figures each with its own filter
+        (`_add_outcome_row` makes the figures of them). On PostgreSQL, also FCR's
+        denominator."""
         c = CALLS.c
         inner = (
             select(
@@ -381,49 +426,60 @@ class _Query:
                 c.talk_seconds,
                 c.hold_seconds,
                 c.wrapup_seconds,
+                *([c.customer_id, c.caller_number] if self.postgres else []),
             )
             .where(*self.ended_in_period(c))
             .subquery()
         )
         r = inner.c
-        answered = r.outcome == "answered"
-        in_ivr = r.flow.is_not(None)
-        offered = r.queue_entered_at.is_not(None)
-        callback = r.kind == "callback"
 
         def count(*conditions: ColumnElement[bool]) -> Any:
             return func.count().filter(and_(*conditions))
 
-        def total(value: Any) -> Any:
-            return func.sum(func.coalesce(value, 0.0)).filter(answered)
-
         figures = {
             "calls": func.count(),
-            "ivr_calls": count(in_ivr),
-            "contained": count(in_ivr, r.outcome == "contained"),
-            "abandoned_ivr": count(in_ivr, r.outcome == "abandoned_ivr"),
-            "offered": count(offered),
-            "short_abandons": count(
-                r.outcome == "abandoned_queue",
-                r.wait_seconds < self.thresholds.short_abandon_seconds,
+            "ivr_calls": func.count(r.flow),
+            "offered": func.count(r.queue_entered_at),
+            "short": count(r.wait_seconds < self.thresholds.short_abandon_seconds),
+            "in_time": count(
+                r.queue_entered_at.is_not(None),
+                r.wait_seconds <= self.thresholds.answer_seconds,
             ),
-            "answered": count(answered),
-            "answered_in_time": count(
-                answered, offered, r.wait_seconds <= self.thresholds.answer_seconds
-            ),
-            "abandoned_queue": count(r.outcome == "abandoned_queue"),
-            "callback_requested": count(r.outcome == "callback_requested"),
-            "transferred": count(or_(r.transferred.is_(True), r.outcome == "transferred")),
-            "failed": count(r.outcome == "failed"),
-            "waited": count(answered, r.wait_seconds.is_not(None)),
-            "wait": func.sum(r.wait_seconds).filter(answered),
-            "talk": total(r.talk_seconds),
-            "hold": total(r.hold_seconds),
-            "wrapup": total(r.wrapup_seconds),
-            "callbacks": count(callback),
-            "callbacks_reached": count(callback, answered),
-        } | {f"outcome_{name}": count(r.outcome == name) for name in OUTCOMES}
-        return self.aggregate(inner, *(value.label(name) for name, value in figures.items()))
+            "transferred": count(r.transferred.is_(True)),
+            "waited": func.count(r.wait_seconds),
+            "wait": func.sum(r.wait_seconds),
+            "talk": func.sum(r.talk_seconds),
+            "hold": func.sum(r.hold_seconds),
+            "wrapup": func.sum(r.wrapup_seconds),
+            "callbacks": count(r.kind == "callback"),
+        }
+        if self.postgres:  # the other dialect counts them with the repeats
+            figures["fcr_calls"] = count(r.kind == "inbound", self.known(r))
+        columns = [r.outcome, *(value.label(name) for name, value in figures.items())]
+        if not self.grouped:
+            return select(literal_column("NULL").label("grp"), *columns).group_by(r.outcome)
+        if self.binned:
+            buckets = self.buckets()
+            if buckets is not None:
+                return (
+                    select(buckets.c.grp, *columns)
+                    .select_from(inner.join(buckets, buckets.c.grp == r.grp))
+                    .group_by(buckets.c.grp, r.outcome)
+                )
+        return select(r.grp, *columns).group_by(r.grp, r.outcome)
+
+    def buckets(self) -> Any:
+        """The period's buckets as a table whose size PostgreSQL knows. Grouped by its
+        column, the calls are hashed into their groups in each worker; grouped by an
+        expression of the start, which has no statistics, PostgreSQL expects about a
+        group a call and sorts them all instead. None for more than MANY_BUCKETS."""
+        width = timedelta(seconds=self.grouping.width)
+        first = EPOCH_TIME + (self.start - EPOCH_TIME) // width * width
+        if (self.end - first) / width > MANY_BUCKETS:
+            return None
+        series = func.generate_series(first, self.end, self.grouping.step()).alias("series")
+        grp = series.column.label("grp")
+        return select(grp).group_by(grp).subquery("buckets")
 
     def surveys(self) -> Select[Any]:
         """The CSAT and NPS answers given on the period's ended calls (answers come
@@ -446,6 +502,13 @@ class _Query:
             func.count().filter(nps, r.value.in_(NPS_DETRACTORS)).label("detractors"),
         )
 
+    def horizon(self) -> datetime:
+        """The end of the repeat window after the period."""
+        try:
+            return self.end + timedelta(hours=self.thresholds.repeat_hours)
+        except OverflowError:
+            return datetime.max.replace(tzinfo=UTC)
+
     def fcr(self) -> Select[Any]:
         """Answered inbound calls of a known customer (customer_id, else caller_number),
         and those followed by another inbound call of the customer within the repeat
@@ -454,10 +517,7 @@ class _Query:
         number only are two windows: each sorts fewer rows, ids sort as integers."""
         c = CALLS.c
         window = timedelta(hours=self.thresholds.repeat_hours)
-        try:
-            horizon = self.end + window
-        except OverflowError:
-            horizon = datetime.max.replace(tzinfo=UTC)
+        horizon = self.horizon()
         eligible = and_(c.outcome == "answered", c.started_at < self.end, *self.in_queue(c))
         carried = [] if self.grouping.reads() == "started_at" else [c[self.grouping.reads()]]
 
@@ -472,26 +532,62 @@ class _Query:
                 *known,
             )
 
-        number = c.caller_number
-        if self.dialect == "postgresql":
-            number = number.collate("C")  # equal or not is all a partition needs
         both = union_all(
-            # + 0: a scan in customer_id's index would fetch each row at random: slower
-            calls(c.customer_id + literal_column("0"), c.customer_id.is_not(None)),
-            calls(number, c.customer_id.is_(None), c.caller_number.is_not(None),
+            calls(c.customer_id, c.customer_id.is_not(None)),
+            calls(c.caller_number, c.customer_id.is_(None), c.caller_number.is_not(None),
                   c.caller_number != ""),
         ).subquery()  # fmt: skip
         w = both.c
         inner = select(*self.group(w), w.started_at, w.next_start).where(w.eligible).subquery()
         r = inner.c
-        if self.dialect == "postgresql":  # timestamps compare faster than seconds
-            soon = r.next_start <= r.started_at + window
-        else:
-            soon = self.seconds(r.next_start, r.started_at) <= window.total_seconds()
+        soon = self.seconds(r.next_start, r.started_at) <= window.total_seconds()
         repeat = and_(r.next_start.is_not(None), soon)
         return self.aggregate(
             inner, func.count().label("fcr_calls"), func.count().filter(repeat).label("repeats")
         )
+
+    def repeats(self) -> Select[Any]:
+        """FCR's numerator on PostgreSQL (main() counts its denominator): the answered
+        inbound calls of a known customer followed by another inbound call of the
+        customer within the repeat window, whatever its queue or outcome. The same calls
+        as the LEAD of fcr(): the next call is within the window if and only if some
+        later call is, and of calls that start at the same instant, each but the last in
+        the order of their ids has a next one at once. As a semi-join on the customer (by
+        id, else by number) the calls of the period and of the window after it are
+        hashed, in parallel; a window function would sort them in one process."""
+        e, n = CALLS.alias("answered_call"), CALLS.alias("next_call")
+        window = timedelta(hours=self.thresholds.repeat_hours)
+
+        def customer(t: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+            by_id = func.coalesce(cast(t.c.customer_id, BigInteger), NUMBER_KEY)
+            by_number = case((t.c.customer_id.is_(None), t.c.caller_number), else_="")
+            return by_id, by_number
+
+        (e_id, e_number), (n_id, n_number) = customer(e), customer(n)
+        followed = exists().where(
+            n.c.kind == "inbound",
+            n.c.started_at >= self.start,
+            n.c.started_at < self.horizon(),
+            n_id == e_id,
+            n_number == e_number,
+            n.c.started_at >= e.c.started_at,
+            n.c.started_at <= e.c.started_at + window,
+            or_(n.c.started_at > e.c.started_at, n.c.id > e.c.id),
+        )
+        inner = (
+            select(*self.group(e.c))
+            .where(
+                e.c.kind == "inbound",
+                e.c.outcome == "answered",
+                e.c.started_at >= self.start,
+                e.c.started_at < self.end,
+                self.known(e.c),
+                *self.in_queue(e.c),
+                followed,
+            )
+            .subquery()
+        )
+        return self.aggregate(inner, func.count().label("repeats"))
 
     def callbacks(self) -> Select[Any]:
         """Seconds from each callback request to the start of its first answered
@@ -537,6 +633,40 @@ class _Query:
             func.count().label("callback_requests"),
             func.sum(i.took).label("callback_seconds"),
         ).where(i.nth == 1, *self.in_queue(i))
+
+
+def _add_outcome_row(p: _Parts, row: Any) -> None:
+    """Add a row of main(): the sums of the calls of one group with one outcome."""
+    outcome = row.outcome
+    calls, ivr_calls = int(row.calls), int(row.ivr_calls)
+    p.calls += calls
+    p.ivr_calls += ivr_calls
+    p.offered += int(row.offered)
+    p.callbacks += int(row.callbacks)
+    p.transferred += calls if outcome == "transferred" else int(row.transferred)
+    if outcome in p.outcomes:
+        p.outcomes[outcome] += calls
+    if outcome == "answered":
+        p.answered += calls
+        p.answered_in_time += int(row.in_time)
+        p.waited += int(row.waited)
+        p.wait += float(row.wait or 0.0)
+        p.talk += float(row.talk or 0.0)
+        p.hold += float(row.hold or 0.0)
+        p.wrapup += float(row.wrapup or 0.0)
+        p.callbacks_reached += int(row.callbacks)
+        p.fcr_calls += int(getattr(row, "fcr_calls", 0) or 0)
+    elif outcome == "abandoned_queue":
+        p.abandoned_queue += calls
+        p.short_abandons += int(row.short)
+    elif outcome == "contained":
+        p.contained += ivr_calls
+    elif outcome == "abandoned_ivr":
+        p.abandoned_ivr += ivr_calls
+    elif outcome == "callback_requested":
+        p.callback_requested += calls
+    elif outcome == "failed":
+        p.failed += calls
 
 
 # -- hours and days from UTC buckets -----------------------------------------------------------
