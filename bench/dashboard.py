@@ -39,7 +39,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from cti.reports.kpis import kpis, to_csv
+from cti.reports.export import to_csv
+from cti.reports.kpis import kpis
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.web import reports
 from cti.web.reports import Filters, build

@@ -277,7 +277,8 @@ def cmd_speech_install(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """KPIs of the days --from to --to (inclusive) in reports.timezone: a table, CSV or JSON."""
-    from cti.reports.kpis import Period, kpis, to_csv, to_json, to_table
+    from cti.reports.export import to_csv, to_json, to_table
+    from cti.reports.kpis import Period, kpis
 
     report = settings.reports
     try:

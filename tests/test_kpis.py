@@ -54,6 +54,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.reports.export import to_csv, to_json, to_table
 from cti.reports.kpis import (
     DIMENSIONS,
     Kpis,
@@ -67,9 +68,6 @@ from cti.reports.kpis import (
     _roll_up,
     commitments_past_due,
     kpis,
-    to_csv,
-    to_json,
-    to_table,
 )
 from cti.store.calls import CallLog
 from cti.store.db import make_engine, session_factory, upgrade

@@ -28,6 +28,7 @@ from pygal.style import Style
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.reports.export import to_csv, to_json
 from cti.reports.kpis import (
     DIMENSIONS,
     Kpis,
@@ -35,8 +36,6 @@ from cti.reports.kpis import (
     Thresholds,
     commitments_past_due,
     kpis,
-    to_csv,
-    to_json,
 )
 from cti.reports.traffic import NodeDropoff, dropoff
 from cti.store.models import Call
