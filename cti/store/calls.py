@@ -286,6 +286,9 @@ class CallLog:
         row |= {"ivr_end": ivr_end, "route": route} | ({"ended_at": now} if ended else {})
         nodes = [event["node"] for event in part.events if event["node"]]
         row |= {"exit_node": nodes[-1]} if nodes else {}
+        # Without its start, the part started no later than its first step (EARLIEST keeps
+        # Asterisk's, earlier): not at whatever time the batch is written.
+        row.setdefault("started_at", min([event["at"] for event in part.events], default=now))
         return ["save", row, part.events]
 
     @staticmethod
