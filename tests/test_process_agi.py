@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import yaml
@@ -18,31 +21,37 @@ from cti.store.spool import Spool
 from tests.conftest import Sandbox
 
 
-@pytest.mark.postgres
-def test_a_shipped_flow_over_process_agi(asterisk: Sandbox, postgres_url: str, place_call) -> None:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    name = f"tmp/ivr-agi-{uuid.uuid4().hex}.yaml"  # inside the root, where ivr-agi runs
-    config = asterisk.root / name
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database": {"url": postgres_url},
-                "paths": {"dialplans": "/opt/ivr/src/dialplans", "prompts": "/opt/ivr/src/prompts"},
-            }
-        )
-    )
+@contextmanager
+def call_over_process_agi(
+    asterisk: Sandbox, place_call: Any, name: str, config: dict[str, Any]
+) -> Iterator[None]:
+    """A caller pressing 2 at the front desk (DID 5551001), ivr-agi reading `config` (the
+    shipped plans added) from a file inside the root while the call lasts."""
+    path = asterisk.root / f"{name}.yaml"
+    plans = {"dialplans": "/opt/ivr/src/dialplans", "prompts": "/opt/ivr/src/prompts"}
+    path.write_text(yaml.safe_dump(config | {"paths": plans | config.get("paths", {})}))
     try:
         place_call(
             "5551001",
             press="2",
             hold=4,
             context="ivr-inbound-local",
-            extra={"IVR_AGI_CONFIG": f"/{name}"},
+            extra={"IVR_AGI_CONFIG": f"/{name}.yaml"},
         )
-        call = wait_for_call(session_factory(engine))
+        yield
     finally:
-        config.unlink()
+        path.unlink()
+
+
+@pytest.mark.postgres
+def test_a_shipped_flow_over_process_agi(asterisk: Sandbox, postgres_url: str, place_call) -> None:
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    name = f"tmp/ivr-agi-{uuid.uuid4().hex}"  # inside the root, where ivr-agi runs
+    try:
+        with call_over_process_agi(asterisk, place_call, name, {"database": {"url": postgres_url}}):
+            call = wait_for_call(session_factory(engine))
+    finally:
         engine.dispose()
     assert (call.entry, call.flow, call.ivr_end, call.route) == (
         "5551001",
@@ -63,36 +72,18 @@ def test_with_the_database_away_process_agi_spools_the_call_for_the_service(
     engine = make_engine(postgres_url)
     upgrade(engine)
     name = f"tmp/ivr-agi-{uuid.uuid4().hex}"
-    config, spool = asterisk.root / f"{name}.yaml", asterisk.root / name / "spool"
+    spool = asterisk.root / name / "spool"
     dead = "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database": {"url": dead},
-                "paths": {
-                    "dialplans": "/opt/ivr/src/dialplans",
-                    "prompts": "/opt/ivr/src/prompts",
-                    "spool": f"/{name}/spool",
-                },
-            }
-        )
-    )
+    config = {"database": {"url": dead}, "paths": {"spool": f"/{name}/spool"}}
     try:
-        place_call(
-            "5551001",
-            press="2",
-            hold=4,
-            context="ivr-inbound-local",
-            extra={"IVR_AGI_CONFIG": f"/{config.relative_to(asterisk.root)}"},
-        )
-        deadline = time.monotonic() + 30
-        while not Spool(spool).waiting and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with call_over_process_agi(asterisk, place_call, name, config):
+            deadline = time.monotonic() + 30
+            while not Spool(spool).waiting and time.monotonic() < deadline:
+                time.sleep(0.2)
         log = CallLog(session_factory(engine), Spool(spool))
         assert log.replay() == 1
         call = wait_for_call(log.sessions)
     finally:
-        config.unlink()
         shutil.rmtree(asterisk.root / name, ignore_errors=True)
         engine.dispose()
     assert (call.entry, call.ivr_end, call.route) == ("5551001", "routed", "queue:support")

@@ -17,10 +17,8 @@ FILTER, sums) give them all, with no loop over calls in Python:
 
 In all, by hour and by day, the queries group by UTC hour (quarter hour in zones whose
 offset is not whole hours), which the center's hours and days are sums of: no time zone
-arithmetic per call, on PostgreSQL as on SQLite. The three share those sums: in a
-transaction, the first keeps them for the others until something is written through
-the session or the transaction ends (the reports page asks for all three at once).
-Times are stored in UTC.
+arithmetic per call, on PostgreSQL as on SQLite. `breakdowns` computes those sums once
+for all three (the reports page shows them together). Times are stored in UTC.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    event,
     exists,
     extract,
     func,
@@ -50,7 +47,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Session
 
 from cti.outcomes import Outcome
 from cti.store.models import Call, Callback, Commitment, SurveyAnswer
@@ -138,27 +135,38 @@ def kpis(
 ) -> list[Kpis]:
     """One row per group of `by` (one of DIMENSIONS), ordered by group (None last); one
     row with group None when `by` is None. Only ended calls (outcome set) count."""
-    if by is not None and by not in DIMENSIONS:
-        raise ValueError(f"unknown breakdown {by!r}: expected one of {', '.join(DIMENSIONS)}")
+    return breakdowns(db, period, thresholds, zone, by)[by]
+
+
+def breakdowns(
+    db: Session, period: Period, thresholds: Thresholds, zone: ZoneInfo, *bys: str | None
+) -> dict[str | None, list[Kpis]]:
+    """`kpis` by each of `bys` at once: in all, by hour and by day come from one pass
+    over the calls (the reports page shows the three)."""
+    for by in bys:
+        if by is not None and by not in DIMENSIONS:
+            raise ValueError(f"unknown breakdown {by!r}: expected one of {', '.join(DIMENSIONS)}")
     for name, moment in (("start", period.start), ("end", period.end)):
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"the period's {name} needs a time zone: {moment.isoformat()}")
-    groups: dict[Any, _Parts] | None = None
-    if by in (None, "hour", "day"):
-        width = _bucket_width(zone)
-        buckets = _memo(db, (period, thresholds, width))
-        if buckets is None:
-            buckets = _Query(db, period, thresholds, _Grouping("bucket", width=width)).parts()
-            _remember(db, (period, thresholds, width), buckets)
-        groups = _roll_up(buckets, width, zone, by)
-    if groups is None:  # by a column, or a zone whose hours the buckets do not fit
-        grouping = _Grouping("local", by, zone=str(zone)) if by in ("hour", "day") else None
-        grouping = grouping or _Grouping("column", by)
-        groups = _Query(db, period, thresholds, grouping).parts()
-    if by is None and not groups:
-        groups = {None: _Parts()}
-    rows = [_kpis(group, parts) for group, parts in groups.items()]
-    return sorted(rows, key=lambda row: (row.group is None, row.group or ""))
+    width = _bucket_width(zone)
+    buckets: dict[Any, _Parts] | None = None
+    found: dict[str | None, list[Kpis]] = {}
+    for by in bys:
+        groups: dict[Any, _Parts] | None = None
+        if by in (None, "hour", "day"):
+            if buckets is None:
+                buckets = _Query(db, period, thresholds, _Grouping("bucket", width=width)).parts()
+            groups = _roll_up(buckets, width, zone, by)
+        if groups is None:  # by a column, or a zone whose hours the buckets do not fit
+            grouping = _Grouping("local", by, zone=str(zone)) if by in ("hour", "day") else None
+            grouping = grouping or _Grouping("column", by)
+            groups = _Query(db, period, thresholds, grouping).parts()
+        if by is None and not groups:
+            groups = {None: _Parts()}
+        rows = [_kpis(group, parts) for group, parts in groups.items()]
+        found[by] = sorted(rows, key=lambda row: (row.group is None, row.group or ""))
+    return found
 
 
 def commitments_past_due(db: Session, today: date) -> int:
@@ -702,32 +710,6 @@ def _roll_up(
         key = None if by is None else f"{start.hour:02d}" if by == "hour" else str(start.date())
         found.setdefault(key, _Parts()).merge(parts)
     return found
-
-
-_MEMO = "cti.reports.kpis.buckets"
-
-
-def _memo(db: Session, key: Any) -> dict[Any, _Parts] | None:
-    """The buckets this transaction computed for `key`, unless something was written
-    since (through this session)."""
-    db.connection()  # the transaction, begun
-    held = db.info.get(_MEMO)
-    if held is not None and held[0] is db.get_transaction() and held[1] == key:
-        return held[2]
-    return None
-
-
-def _remember(db: Session, key: Any, buckets: dict[Any, _Parts]) -> None:
-    if not db.info.get(_MEMO + ".listening"):
-        db.info[_MEMO + ".listening"] = True
-        event.listen(db, "after_flush", lambda session, _context: session.info.pop(_MEMO, None))
-        event.listen(db, "do_orm_execute", _forget_on_write)
-    db.info[_MEMO] = (db.get_transaction(), key, buckets)
-
-
-def _forget_on_write(state: ORMExecuteState) -> None:
-    if not state.is_select:
-        state.session.info.pop(_MEMO, None)
 
 
 # -- SQLite: the local hour and day of a start, where buckets do not fit --------------------

@@ -34,6 +34,7 @@ from cti.reports.kpis import (
     Kpis,
     Period,
     Thresholds,
+    breakdowns,
     commitments_past_due,
     kpis,
 )
@@ -449,19 +450,17 @@ def build(db: Session, filters: Filters, settings: ReportSettings, today: date) 
     zone = settings.zone()
     thresholds = settings.thresholds()
     period = filters.period(zone)
-    rows = kpis(db, period, thresholds, zone)
-    total = rows[0] if rows and rows[0].calls else None
+    found = breakdowns(db, period, thresholds, zone, None, "hour", "day")
+    total = found[None][0] if found[None][0].calls else None
     past_due = commitments_past_due(db, today)
     report = Report(filters, total, tiles(total, thresholds, past_due))
     if total is None:
         return report
     report.charts = [
-        service_level_chart(
-            kpis(db, period, thresholds, zone, by="hour"), thresholds.answer_seconds
-        ),
+        service_level_chart(found["hour"], thresholds.answer_seconds),
         outcomes_chart(total.outcomes),
         dropoff_chart(dropoff(db, period.start, period.end, filters.queue), total.containment),
-        satisfaction_chart(kpis(db, period, thresholds, zone, by="day"), filters.days()),
+        satisfaction_chart(found["day"], filters.days()),
     ]
     return report
 
