@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cti.bus import InProcessBus
 from cti.recorder import Recorder
-from cti.store.calls import CallLog, IvrPart
+from cti.store.calls import CallLog, IvrPart, _create, _settle
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Call, SurveyAnswer
 from cti.store.spool import Spool
@@ -269,3 +270,65 @@ def test_a_spooled_write_the_database_rejects_is_set_aside_and_the_rest_go_in(
     assert len(rejected) == 1 and "not a time" in rejected[0]
     with log.sessions() as db:
         assert db.scalar(select(Call.id).where(Call.id == "1810.2")) is None
+
+
+def test_a_row_another_process_created_meanwhile_is_merged_into_not_lost(log: CallLog) -> None:
+    """The writer looks up which of a batch's calls the log holds and inserts the others
+    settled already; a call another process (process AGI) inserted in between is merged
+    into instead, both sides' facts kept and the outcome worked out from them all."""
+    log.record("1812.1", {"started_at": at(0), "queue": "support", "queue_entered_at": at(20)})
+    part = CallLog.part_write(ivr_part("1812.1", started_at=at(1)), "routed", "queue:support", True)
+    with log.sessions.begin() as db:  # as if the look-up had missed the stored row
+        _settle(db, _create(db, [part[1]]))
+    found = row(log.sessions, "1812.1")
+    assert (found.queue, found.entry, found.ivr_end, found.outcome) == (
+        "support",
+        "5551000",
+        "routed",
+        "abandoned_queue",
+    )
+    assert found.started_at.replace(tzinfo=None) == at(0).replace(tzinfo=None)
+
+
+def test_spooled_calls_are_kept_in_order_per_call_and_replayed_side_by_side(
+    log: CallLog, tmp_path: Path
+) -> None:
+    """Each call's writes go to one of the spool's files, in order; the files replay
+    side by side (two on PostgreSQL), and a call whose IVR came back for a second part
+    keeps its journey in order."""
+    spool = Spool(tmp_path / "spool")
+    writes = []
+    for n in range(40):
+        linkedid = f"1813.{n}"
+        first, second = ivr_part(linkedid, started_at=at(1)), IvrPart(linkedid)
+        second.note("play", "overflow_menu", {"prompt": ["sorry"]})
+        writes += [
+            CallLog.facts_write(linkedid, {"started_at": at(0)}),
+            CallLog.part_write(first, "routed", "queue:support", False),
+            CallLog.facts_write(linkedid, {"queue": "support", "queue_entered_at": at(20)}),
+            CallLog.part_write(second, "hangup", None, True),
+        ]
+    spool.extend(writes)
+    assert all(shard.waiting for shard in spool.shards) and spool.count == 160
+    assert CallLog(log.sessions, spool).replay() == 160 and not spool.waiting
+    for n in range(40):
+        found = row(log.sessions, f"1813.{n}")
+        assert [(e.seq, e.node) for e in found.journey] == [(1, "main_menu"), (2, "overflow_menu")]
+        assert (found.queue, found.ivr_end, found.exit_node) == (
+            "support",
+            "hangup",
+            "overflow_menu",
+        )
+
+
+def test_a_spool_written_before_times_were_plain_text_still_replays(
+    log: CallLog, tmp_path: Path
+) -> None:
+    """Spools of earlier versions tagged each time {"$dt": ...}: they replay as well."""
+    spool = Spool(tmp_path / "spool")
+    times = {"started_at": {"$dt": at(0).isoformat()}, "ended_at": {"$dt": at(9).isoformat()}}
+    line = json.dumps(["record", {"id": "1814.1", "linkedid": "1814.1", **times}, []])
+    spool.shards[0].path.write_text(line + "\n")
+    assert CallLog(log.sessions, spool).replay() == 1
+    found = row(log.sessions, "1814.1")
+    assert (found.ended_at - found.started_at).total_seconds() == 9

@@ -7,27 +7,31 @@ rejects for itself (not for being away) moves to ``calls.rejected.jsonl``, kept 
 person to look at, so that it never blocks the ones behind it.
 
 Several processes may share a spool (the service, and process AGI's one process per
-call): appends and replays hold a lock on ``calls.lock`` as well as the thread lock.
+call): appends to and replays of a file hold its lock file as well as a thread lock.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
+import zlib
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 log = logging.getLogger("cti.spool")
 
 Write = list[Any]
+OPTIONS = orjson.OPT_NON_STR_KEYS
+SHARDS = 2  # files, replayed side by side by as many writers as the database takes
 
 
 def unavailable(exc: BaseException) -> bool:
@@ -38,46 +42,69 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return {"$dt": value.isoformat()}
-    raise TypeError(f"cannot spool {type(value).__name__}")
-
-
-def _decode(value: dict[str, Any]) -> Any:
-    return datetime.fromisoformat(value["$dt"]) if len(value) == 1 and "$dt" in value else value
-
-
 def _writes(lines: list[str]) -> list[Write]:
-    """Spooled lines read back, all in one go."""
-    return DECODER.decode(f"[{','.join(lines)}]")  # type: ignore[no-any-return]
-
-
-DECODER = json.JSONDecoder(object_hook=_decode)
+    """Spooled lines read back, all in one go; times come back as ISO text
+    (`cti.store.calls` revives them)."""
+    return orjson.loads(f"[{','.join(lines)}]")  # type: ignore[no-any-return]
 
 
 class Spool:
+    """The spool in `folder`: its writes in SHARDS files by call (``calls.jsonl``,
+    ``calls.1.jsonl``...), so that a call's writes stay in order in one file and the
+    files can be replayed side by side, one database connection each."""
+
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "calls.jsonl"
         self.rejected = folder / "calls.rejected.jsonl"
-        self.lock_path = folder / "calls.lock"
-        self.lock = threading.Lock()
+        names = ["calls", *(f"calls.{n}" for n in range(1, SHARDS))]
+        self.shards = [_Shard(folder, name, self.rejected) for name in names]
 
     @property
     def waiting(self) -> bool:
         """Whether any write waits (cheap: asked before every batch of writes)."""
+        return any(shard.waiting for shard in self.shards)
+
+    @property
+    def count(self) -> int:
+        """How many writes wait."""
+        return sum(len(shard.lines()) for shard in self.shards)
+
+    def extend(self, writes: list[Write]) -> None:
+        """Add writes at the end of their calls' files, on disk before this returns."""
+        by_shard: dict[int, list[Write]] = defaultdict(list)
+        for write in writes:
+            by_shard[shard_of(write[1]["id"])].append(write)
+        for n, found in by_shard.items():
+            self.shards[n].extend(found)
+
+    def replay(self, apply: Callable[[list[Write]], None], batch: int, side_by_side: int) -> int:
+        """Apply the spooled writes, each file in order, `batch` at a time (one by one
+        where a batch fails), until the database is away again; `side_by_side` files at
+        once (`apply` must be safe to call from that many threads). How many went through."""
+        with ThreadPoolExecutor(side_by_side, thread_name_prefix="spool-replay") as pool:
+            return sum(pool.map(lambda shard: shard.replay(apply, batch), self.shards))
+
+
+def shard_of(call_id: str) -> int:
+    """Which of the SHARDS a call's writes go to (the same in every process)."""
+    return zlib.crc32(call_id.encode()) % SHARDS
+
+
+class _Shard:
+    def __init__(self, folder: Path, name: str, rejected: Path) -> None:
+        self.path = folder / f"{name}.jsonl"
+        self.lock_path = folder / f"{name}.lock"
+        self.rejected = rejected
+        self.lock = threading.Lock()
+
+    @property
+    def waiting(self) -> bool:
         try:
             return self.path.stat().st_size > 0
         except FileNotFoundError:
             return False
 
-    @property
-    def count(self) -> int:
-        """How many writes wait."""
-        return len(self._lines())
-
-    def _lines(self) -> list[str]:
+    def lines(self) -> list[str]:
         return self.path.read_text().splitlines() if self.path.exists() else []
 
     @contextmanager
@@ -87,18 +114,15 @@ class Spool:
             yield
 
     def extend(self, writes: list[Write]) -> None:
-        """Add writes at the end, on disk before this returns."""
-        lines = "".join(json.dumps(write, default=_encode) + "\n" for write in writes)
-        with self._locked(), self.path.open("a") as file:
+        lines = b"".join(orjson.dumps(write, option=OPTIONS) + b"\n" for write in writes)
+        with self._locked(), self.path.open("ab") as file:
             file.write(lines)
             file.flush()
             os.fsync(file.fileno())
 
     def replay(self, apply: Callable[[list[Write]], None], batch: int) -> int:
-        """Apply the spooled writes in order, `batch` at a time (one by one where a batch
-        fails), until the database is away again; how many went through."""
         with self._locked():
-            lines = self._lines()
+            lines = self.lines()
             done = 0
             while done < len(lines):
                 chunk = lines[done : done + batch]
@@ -127,6 +151,6 @@ class Spool:
                 if unavailable(exc):
                     return n
                 log.error("spooled write rejected", extra={"error": str(exc)})
-                with self.rejected.open("a") as file:
+                with self.rejected.open("a") as file:  # O_APPEND: whole lines
                     file.write(line + "\n")
         return len(lines)
