@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cti.reports.kpis import DIMENSIONS
 from cti.store.models import ROLES
@@ -16,6 +16,9 @@ from ivr import __version__
 from ivr.config import ConfigError, Settings, load_settings
 from ivr.flows.plan import DialPlanError
 from ivr.logs import setup_logging
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
@@ -317,6 +320,265 @@ def cmd_config_check(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _guard(prefix: str, func: Command) -> Command:
+    """Run a campaign or dnc command; its problems as one line on stderr: bad input
+    (an unknown campaign, a bad file) exits 2, a database that cannot be used 1."""
+
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from cti.store.campaigns import CampaignNotFound
+        from cti.store.customer_import import CustomerFileError
+
+        try:
+            return func(settings, args)
+        except _Stop as stop:
+            print(f"{prefix}: {stop}", file=sys.stderr)
+            return stop.code
+        except (CampaignNotFound, CustomerFileError, ValueError) as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return 2
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            print(f"{prefix}: database error: {reason}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _sessions(settings: Settings) -> sessionmaker[Session]:
+    from cti.store.db import make_engine, session_factory
+
+    return session_factory(make_engine(settings.database.url))
+
+
+def _operator() -> str | None:
+    """Who runs the command, for the campaign's created_by."""
+    try:
+        return getpass.getuser()[:64]
+    except (OSError, KeyError):
+        return None
+
+
+def _spec_problems(source: Any, exc: Any) -> list[str]:
+    """FILE:LINE:COLUMN: field: message for each of a CampaignSpec's validation errors,
+    in the file's order."""
+    from cti.campaigns.spec import CampaignSpec
+
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        first = message.split(" ", 1)[0].rstrip(":")
+        if not loc and first in CampaignSpec.model_fields:  # a check across fields
+            loc, message = (first,), message.removeprefix(f"{first}: ")
+        name = ".".join(str(part) for part in loc) or "campaign"
+        if error["type"] == "extra_forbidden":
+            where, message = source.at(loc, key=True), "unknown field"
+        elif error["type"] == "missing":
+            where, message = source.at(loc[:-1]), "missing field"
+        else:
+            where = source.at(loc)
+            value = error.get("input")
+            scalar = value is not None and not isinstance(value, dict | list)
+            if loc and scalar and repr(value) not in message:
+                message += f", got {value!r}"
+        problems.append((where.line, where.column, f"{where}: {name}: {message}"))
+    return [text for *_, text in sorted(problems)]
+
+
+def cmd_campaign_create(settings: Settings, args: argparse.Namespace) -> int:
+    """A campaign from a YAML file of CampaignSpec's fields; it starts active."""
+    from pydantic import ValidationError
+
+    from cti.campaigns.spec import CampaignSpec
+    from cti.store.campaigns import create
+    from ivr.flows.source import SourceError, load_source
+
+    path = Path(args.file)
+    try:
+        source = load_source(path)
+    except SourceError as exc:
+        raise _Stop(str(exc), 2) from None
+    except UnicodeDecodeError:
+        raise _Stop(f"{path}: not UTF-8 text", 2) from None
+    except OSError as exc:
+        raise _Stop(f"cannot read {path}: {exc.strerror or exc}", 2) from None
+    if not isinstance(source.data, dict):
+        raise _Stop(f"{source.at(())}: expected a mapping of a campaign's fields", 2)
+    try:
+        spec = CampaignSpec.model_validate(source.data)
+    except ValidationError as exc:
+        problems = _spec_problems(source, exc)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        count = len(problems)
+        raise _Stop(f"no campaign created: {count} error{'s' * (count != 1)}", 2) from None
+    try:
+        create(_sessions(settings), spec, _operator())
+    except ValueError as exc:  # the name is taken
+        raise _Stop(str(exc), 1) from None
+    print(f"campaign {spec.name} created ({spec.kind}, active); add contacts with:")
+    print(f"  ivr campaign import {spec.name} FILE.csv")
+    return 0
+
+
+PROGRESS = ("contacts", "remaining", "dialled", "reached", "completed", "blocked")
+
+
+def _progress(db: Any, campaign: Any, spec: Any) -> Any:
+    from datetime import UTC, datetime
+
+    from cti.store.campaigns import progress
+
+    return progress(db, campaign.id, spec, datetime.now(UTC))
+
+
+def cmd_campaign_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cti.campaigns.spec import CampaignSpec
+    from cti.store.models import Campaign
+
+    header = ("name", "kind", "status", *PROGRESS, "outside_window")
+    table = [header]
+    with _sessions(settings)() as db:
+        for campaign in db.scalars(select(Campaign).order_by(Campaign.name)):
+            done = _progress(db, campaign, CampaignSpec.model_validate(campaign.spec))
+            counts = [getattr(done, name) for name in (*PROGRESS, "outside_window")]
+            table.append((campaign.name, campaign.kind, campaign.status, *map(str, counts)))
+    if len(table) == 1:
+        print("no campaigns; create one with: ivr campaign create FILE.yaml")
+        return 0
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = [
+            cell.ljust(width) if i < 3 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def cmd_campaign_show(settings: Settings, args: argparse.Namespace) -> int:
+    """The status, progress, and the settings as YAML (a valid create file)."""
+    import yaml
+
+    from cti.store.campaigns import find
+
+    with _sessions(settings)() as db:
+        campaign, spec = find(db, args.name)
+        done = _progress(db, campaign, spec)
+    by = f" by {campaign.created_by}" if campaign.created_by else ""
+    print(f"campaign {campaign.name}: {campaign.kind}, {campaign.status}")
+    print(f"created {campaign.created_at:%Y-%m-%d %H:%M} UTC{by}")
+    counts = ", ".join(f"{name} {getattr(done, name)}" for name in PROGRESS)
+    print(f"progress: {counts}; outside their calling window now {done.outside_window}")
+    print()
+    print(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def _set_status(settings: Settings, name: str, status: str, done: str) -> int:
+    from cti.store.campaigns import find, set_status
+
+    sessions = _sessions(settings)
+    with sessions() as db:
+        campaign, _spec = find(db, name)
+        if campaign.status == status:
+            print(f"campaign {name} is {status} already")
+            return 0
+    set_status(sessions, name, status)
+    print(f"campaign {name} {done}")
+    return 0
+
+
+def cmd_campaign_pause(settings: Settings, args: argparse.Namespace) -> int:
+    """No new calls; those under way go on."""
+    return _set_status(settings, args.name, "paused", "paused: no new calls")
+
+
+def cmd_campaign_resume(settings: Settings, args: argparse.Namespace) -> int:
+    return _set_status(settings, args.name, "active", "resumed")
+
+
+def _print_import(report: Any, what: str, file: str) -> int:
+    """The errors (exit 1, nothing imported), or the counts and each skipped row."""
+    if report.errors:
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        count = len(report.errors)
+        print(f"nothing imported: {count} error{'s' * (count != 1)}", file=sys.stderr)
+        return 1
+    skipped = len(report.skipped)
+    print(f"added {report.added} {what} from {file}; skipped {skipped}")
+    for row in report.skipped:
+        print(f"  skipped {file}:{row.line}: {row.number}: {row.reason}")
+    return 0
+
+
+def cmd_campaign_import(settings: Settings, args: argparse.Namespace) -> int:
+    """All rows or none; do-not-call numbers are skipped and listed."""
+    from cti.store.contact_import import import_contacts
+
+    report = import_contacts(_sessions(settings), args.name, args.file, args.region)
+    return _print_import(report, "contacts", args.file)
+
+
+def cmd_campaign_export(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.store.campaigns import find
+    from cti.store.contact_import import export_contacts
+
+    with _sessions(settings)() as db:
+        campaign, _spec = find(db, args.name)
+        if args.output is None:
+            export_contacts(db, campaign.id, sys.stdout)
+            return 0
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                contacts, rows = export_contacts(db, campaign.id, out)
+        except OSError as exc:
+            raise _Stop(f"cannot write {args.output}: {exc.strerror or exc}", 2) from None
+    print(f"wrote {args.output} ({contacts} contacts, {rows} rows)")
+    return 0
+
+
+def _campaign_id(settings: Settings, name: str | None) -> int | None:
+    from cti.store.campaigns import find
+
+    if name is None:
+        return None
+    with _sessions(settings)() as db:
+        return find(db, name)[0].id
+
+
+def _list_name(campaign: str | None) -> str:
+    return f"campaign {campaign}'s do-not-call list" if campaign else "the do-not-call list"
+
+
+def cmd_dnc_add(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.store.campaigns import add_dnc
+    from cti.store.contact_import import MAX_LENGTH, parse_number
+    from cti.store.customer_import import check_region
+
+    number = parse_number(args.number, check_region(args.region))
+    if len(args.note) > MAX_LENGTH["note"]:
+        raise _Stop(f"--note: longer than {MAX_LENGTH['note']} characters", 2)
+    campaign_id = _campaign_id(settings, args.campaign)
+    added = add_dnc(_sessions(settings), number, campaign_id, "ops", args.note)
+    where = _list_name(args.campaign)
+    print(f"{number} added to {where}" if added else f"{number} is on {where} already")
+    return 0
+
+
+def cmd_dnc_import(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.store.contact_import import import_dnc
+
+    report = import_dnc(_sessions(settings), args.file, args.campaign, args.region)
+    return _print_import(report, f"numbers to {_list_name(args.campaign)}", args.file)
+
+
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
@@ -453,6 +715,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.add_argument("source", metavar="PATH_OR_URL", help="a model .zip file or http(s) URL")
     install.add_argument("--sha256", help="refuse the file unless its SHA-256 is this")
+
+    campaign = group("campaign", "Manage outbound campaigns and their contacts.")
+
+    def campaign_command(name: str, func: Command, help: str) -> argparse.ArgumentParser:
+        return command(campaign, name, _guard(f"ivr campaign {name}", func), help)
+
+    create_campaign = campaign_command(
+        "create", cmd_campaign_create, "Create a campaign from a YAML file (docs/campaigns.md)."
+    )
+    create_campaign.add_argument("file", metavar="FILE.yaml")
+    campaign_command("list", cmd_campaign_list, "List campaigns with their progress.")
+    for name, func, help in [
+        ("show", cmd_campaign_show, "Print a campaign's status, progress and settings."),
+        ("pause", cmd_campaign_pause, "Pause a campaign: no new calls."),
+        ("resume", cmd_campaign_resume, "Resume a paused campaign."),
+    ]:
+        campaign_command(name, func, help).add_argument("name", metavar="NAME")
+    contacts = campaign_command(
+        "import", cmd_campaign_import, "Add contacts from a CSV file, all or none."
+    )
+    contacts.add_argument("name", metavar="NAME")
+    contacts.add_argument("file", metavar="FILE.csv", help="header: number, name, timezone, reason")
+    contacts.add_argument(
+        "--region", default="US", help="for numbers without +country code (default: US)"
+    )
+    export = campaign_command(
+        "export", cmd_campaign_export, "Write a campaign's contacts and attempts as CSV."
+    )
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("-o", "--output", metavar="FILE", help="CSV file (default: stdout)")
+
+    dnc = group("dnc", "Manage the do-not-call list.")
+    dnc_add = command(
+        dnc, "add", _guard("ivr dnc add", cmd_dnc_add), "Put a number on the do-not-call list."
+    )
+    dnc_add.add_argument("number", metavar="NUMBER")
+    dnc_add.add_argument("--note", default="", help="why (kept with the number)")
+    dnc_import = command(
+        dnc,
+        "import",
+        _guard("ivr dnc import", cmd_dnc_import),
+        "Put the numbers of a CSV file on the do-not-call list, all or none.",
+    )
+    dnc_import.add_argument("file", metavar="FILE.csv", help="header: number, note")
+    for sub in (dnc_add, dnc_import):
+        sub.add_argument(
+            "--campaign", metavar="NAME", help="only this campaign's list (default: every campaign)"
+        )
+        sub.add_argument(
+            "--region", default="US", help="for numbers without +country code (default: US)"
+        )
 
     config = group("config", "Check the configuration.")
     command(

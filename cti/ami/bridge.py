@@ -8,13 +8,15 @@ login and every FullyBooted (both follow a gap in the event stream) the call tra
 and the agent states are resynchronised from CoreShowChannels and QueueStatus.
 
 `send` runs one action for others (the agent desktop's QueueAdd, QueuePause, ...).
+`handlers` takes more event handlers (anything with ``async handle(fields)``, such as
+the outbound dialer's cti/ami/outbound.py); they see every event after the tracker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from panoramisk import Manager
 
@@ -27,6 +29,10 @@ log = logging.getLogger("cti.ami")
 
 EVENT_QUEUE_SIZE = 10_000
 RESYNC = object()  # queued after a login: re-read Asterisk's state before more events
+
+
+class EventHandler(Protocol):
+    async def handle(self, fields: dict[str, Any]) -> None: ...
 
 
 class AmiError(Exception):
@@ -75,6 +81,7 @@ class AmiBridge:
         self.bus = bus
         self.tracker = tracker
         self.agents = agents
+        self.handlers: list[EventHandler] = []
         self.resyncs = 0
         self.state = "stopped"
         self.stopping = False
@@ -177,7 +184,7 @@ class AmiBridge:
                 await self.resync()
                 continue
             fields = dict(event)
-            for handler in (self.tracker, self.agents):
+            for handler in (self.tracker, self.agents, *self.handlers):
                 if handler is not None:
                     try:
                         await handler.handle(fields)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     Numeric,
     String,
@@ -241,3 +242,79 @@ class Callback(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, cancelled
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Campaign(Base):
+    """An outbound campaign: its settings (cti/campaigns/spec.py) and whether it runs."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # callback, survey
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # CampaignSpec, as JSON
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, paused
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Contact(Base):
+    """Someone a campaign calls, until reached or out of attempts. Callback requests for
+    one number and reason are one contact (the unique key); an imported list gives each
+    number once (reason "")."""
+
+    __tablename__ = "campaign_contacts"
+    __table_args__ = (UniqueConstraint("campaign_id", "number", "reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(20))  # E.164
+    name: Mapped[str | None] = mapped_column(String(128))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # else the number's
+    reason: Mapped[str] = mapped_column(String(256), default="")
+    source: Mapped[str] = mapped_column(String(16))  # import, ivr, abandon, survey_optin
+    origin_call_id: Mapped[str | None] = mapped_column(String(64))  # the call it follows
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id"))
+    # pending -> dialing -> pending (retry) | done (reached) | exhausted | blocked (DNC)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_result: Mapped[str | None] = mapped_column(String(16))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dialer dialling it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+Index("ix_campaign_contacts_due", Contact.campaign_id, Contact.status, Contact.next_attempt_at)
+
+
+class Attempt(Base):
+    """One call to a contact, or one the dialer held back (result "blocked")."""
+
+    __tablename__ = "campaign_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_contacts.id", ondelete="CASCADE"), index=True
+    )
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    call_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the Linkedid
+    dialer: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # human, machine, busy, no_answer, failed (cti/campaigns/spec.py), or blocked
+    result: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+
+
+class DoNotCall(Base):
+    """A number not to call: for every campaign (campaign_id NULL) or for one."""
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(String(20), index=True)  # E.164
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))  # import, survey, agent, ops
+    note: Mapped[str] = mapped_column(String(256), default="")
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,228 @@
+"""The dialer: takes due contacts of the active campaigns and calls them through
+Asterisk, within each campaign's calling windows, do-not-call lists and caps.
+
+Each round, per campaign, it claims as many due contacts as the campaign has room for
+(`max_concurrent` less its calls under way). For each: a number on a do-not-call list
+is logged as blocked and never dialled; one whose calling window is closed waits for
+the next one; the others are dialled, evenly spaced to at most `calls_per_second`.
+The attempt is committed with its call id before the call is placed, and the call's
+first facts (outbound, kind, campaign) go to the outcome log then too, so that the
+log's row and the attempt both exist whatever happens next. A dialer that restarts
+resolves the calls it placed and never saw end instead of dialling them again.
+
+The clock is injectable: tests move the calling windows' time by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cti.ami.outbound import Dial
+from cti.campaigns.schedule import in_window, next_window, zones_for
+from cti.campaigns.spec import CampaignSpec, Result
+from cti.store import campaigns as store
+from cti.store.calls import CallLog
+from cti.store.models import Call, Campaign, utcnow
+
+log = logging.getLogger("cti.dialer")
+LIVE_CHECK_SECONDS = 2.0  # how often a restarted dialer asks whether its old calls still go on
+
+
+class Placer(Protocol):
+    """What places calls: Asterisk over AMI (cti/ami/outbound.py), or a simulation."""
+
+    async def dial(self, dial: Dial) -> Result:
+        """The attempt's result, as soon as it is known (the call may go on)."""
+        ...
+
+    async def ended(self, call_id: str) -> None:
+        """Returns once the call is gone."""
+        ...
+
+    async def live(self, call_id: str) -> bool:
+        """Whether Asterisk still carries the call."""
+        ...
+
+
+class Dialer:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        calls: CallLog,
+        placer: Placer,
+        name: str,
+        clock: Callable[[], datetime] = utcnow,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.calls = calls
+        self.placer = placer
+        self.name = name
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.under_way: Counter[int] = Counter()  # calls by campaign id
+        self.pacing: dict[int, asyncio.Lock] = {}  # by campaign id
+        self.last_start: dict[int, float] = {}  # monotonic, by campaign id
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Resolve what a previous run left, then dial until cancelled."""
+        await self.recover()
+        while True:
+            try:
+                await self.round()
+            except Exception:
+                log.exception("dialer round failed", extra={"dialer": self.name})
+            await asyncio.sleep(self.poll_seconds)
+
+    async def round(self) -> int:
+        """One pass over the active campaigns; how many calls it set going."""
+        placed = 0
+        with self.sessions() as db:
+            campaigns = store.active(db)
+        for campaign, spec in campaigns:
+            room = spec.max_concurrent - self.under_way[campaign.id]
+            claimed = await asyncio.to_thread(
+                store.claim, self.sessions, campaign.id, self.name, self.clock(), room
+            )
+            if claimed:
+                placed += await self._place(campaign, spec, claimed)
+        return placed
+
+    async def drain(self) -> None:
+        """Until every call this dialer placed has ended."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _place(
+        self, campaign: Campaign, spec: CampaignSpec, claimed: list[store.Claimed]
+    ) -> int:
+        """Check the claimed contacts against the do-not-call lists and their calling
+        windows, commit the attempts and the log's first facts of the ones to call, and
+        set their calls going (paced in `_follow`)."""
+        now = self.clock()
+        with self.sessions() as db:
+            blocked = store.dnc_reasons(db, campaign.id, [c.number for c in claimed])
+        dialling: list[tuple[store.Claimed, str]] = []
+        for contact in claimed:
+            if contact.number in blocked:
+                reason = blocked[contact.number]
+                store.block(self.sessions, contact, campaign.id, self.name, reason, now)
+                continue
+            zones = zones_for(contact.number, contact.timezone, spec)
+            if not in_window(spec, zones, now):
+                store.release(self.sessions, contact.contact_id, next_window(spec, zones, now))
+                continue
+            dialling.append((contact, f"out-{uuid.uuid4().hex}"))
+        if not dialling:
+            return 0
+        attempts = await asyncio.to_thread(
+            store.start_attempts, self.sessions, campaign.id, self.name, dialling, now
+        )
+        written = [
+            self.calls.submit(CallLog.facts_write(call_id, _facts(campaign, contact, now)))
+            for contact, call_id in dialling
+        ]
+        await asyncio.gather(*(asyncio.wrap_future(done) for done in written))
+        for (contact, call_id), attempt in zip(dialling, attempts, strict=True):
+            dial = Dial(
+                call_id,
+                contact.number,
+                spec.entry,
+                {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)},
+                ring_seconds=spec.ring_seconds,
+                amd=spec.amd,
+                machine_action=spec.machine_action,
+            )
+            self.under_way[campaign.id] += 1
+            task = asyncio.create_task(self._follow(attempt, dial, campaign.id, spec))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(dialling)
+
+    async def _pace(self, campaign_id: int, spec: CampaignSpec) -> None:
+        """Call starts at least 1/`calls_per_second` apart, measured from the previous
+        start itself, so that no one-second span ever holds more than the cap."""
+        async with self.pacing.setdefault(campaign_id, asyncio.Lock()):
+            wait = self.last_start.get(campaign_id, -1e9) + 1 / spec.calls_per_second
+            if (delay := wait - time.monotonic()) > 0:
+                await asyncio.sleep(delay)
+            self.last_start[campaign_id] = time.monotonic()
+
+    async def _follow(self, attempt: int, dial: Dial, campaign_id: int, spec: CampaignSpec) -> None:
+        try:
+            try:
+                await self._pace(campaign_id, spec)
+                result = await self.placer.dial(dial)
+            except Exception:
+                log.exception("dial failed", extra={"call_id": dial.call_id})
+                result = "failed"
+            await asyncio.to_thread(
+                store.finish_attempt, self.sessions, attempt, result, spec, self.clock()
+            )
+            await self.placer.ended(dial.call_id)
+        finally:
+            self.under_way[campaign_id] -= 1
+
+    async def recover(self) -> None:
+        """The calls a previous run of this dialer placed and never saw end: judged from
+        the outcome log (the IVR ran: a person answered) once Asterisk no longer has
+        them; never dialled again as the same attempt."""
+        store.unclaim_undialled(self.sessions, self.name)
+        for attempt, call_id, campaign_id in store.open_attempts(self.sessions, self.name):
+            with self.sessions() as db:
+                campaign = db.get(Campaign, campaign_id)
+            if campaign is None:
+                continue
+            spec = CampaignSpec.model_validate(campaign.spec)
+            self.under_way[campaign_id] += 1
+            task = asyncio.create_task(self._resolve(attempt, call_id, campaign_id, spec))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _resolve(
+        self, attempt: int, call_id: str, campaign_id: int, spec: CampaignSpec
+    ) -> None:
+        try:
+            while call_id and await self.placer.live(call_id):
+                await asyncio.sleep(LIVE_CHECK_SECONDS)
+            result, detail = await asyncio.to_thread(self._judged, call_id)
+            await asyncio.to_thread(
+                store.finish_attempt, self.sessions, attempt, result, spec, self.clock(), detail
+            )
+            log.info(
+                "attempt resolved after a restart", extra={"call_id": call_id, "result": result}
+            )
+        finally:
+            self.under_way[campaign_id] -= 1
+
+    def _judged(self, call_id: str) -> tuple[Result, str]:
+        with self.sessions() as db:
+            call = db.get(Call, call_id) if call_id else None
+        if call is not None and (call.ivr_end is not None or call.answered_at is not None):
+            return "human", "after a dialer restart: the call reached the IVR"
+        return "failed", "after a dialer restart: no sign the call was answered"
+
+
+def _facts(campaign: Campaign, contact: store.Claimed, now: datetime) -> dict[str, object]:
+    """The call's first facts in the outcome log, written before it is placed so that
+    they come first (a row's kind and direction keep their first value)."""
+    facts = {
+        "direction": "outbound",
+        "kind": campaign.kind,
+        "campaign": campaign.name,
+        "caller_number": contact.number,
+        "customer_id": contact.customer_id,
+        "callback_id": contact.callback_id,
+        "started_at": now,
+    }
+    return {name: value for name, value in facts.items() if value is not None}

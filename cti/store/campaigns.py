@@ -1,0 +1,331 @@
+"""Campaigns in the database: their settings, contacts, attempts and the do-not-call
+list, and how dialers claim contacts so that no one is dialled twice.
+
+A dialer claims due contacts in a transaction of its own (`claim`): on PostgreSQL with
+``SELECT ... FOR UPDATE SKIP LOCKED``, so two dialers never take the same row, and
+everywhere with a conditional UPDATE that only a pending contact passes. Before it
+dials, the attempt is committed (`start_attempts`) with the call id the call will carry;
+a dialer that restarts finds its open attempts there (`open_attempts`) instead of
+dialling them again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cti.campaigns.schedule import in_window, retry_at, zones_for
+from cti.campaigns.spec import CampaignSpec, Result
+from cti.store.models import Attempt, Campaign, Contact, DoNotCall
+
+
+class CampaignNotFound(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no campaign named {name!r}")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A contact a dialer took to call now."""
+
+    contact_id: int
+    number: str
+    timezone: str | None
+    attempts: int  # made before this one
+    customer_id: int | None
+    reason: str
+    origin_call_id: str | None
+    callback_id: int | None
+
+
+def create(sessions: sessionmaker[Session], spec: CampaignSpec, by: str | None) -> int:
+    """A new campaign (active); ValueError if the name is taken."""
+    try:
+        with sessions.begin() as db:
+            campaign = Campaign(
+                name=spec.name, kind=spec.kind, spec=spec.model_dump(mode="json"), created_by=by
+            )
+            db.add(campaign)
+            db.flush()
+            return campaign.id
+    except IntegrityError:
+        raise ValueError(f"a campaign named {spec.name!r} exists already") from None
+
+
+def find(db: Session, name: str) -> tuple[Campaign, CampaignSpec]:
+    campaign = db.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        raise CampaignNotFound(name)
+    return campaign, CampaignSpec.model_validate(campaign.spec)
+
+
+def set_status(sessions: sessionmaker[Session], name: str, status: str) -> None:
+    """Pause ("paused") or resume ("active") a campaign: a paused one dials no one new;
+    calls already under way go on."""
+    with sessions.begin() as db:
+        campaign, _ = find(db, name)
+        campaign.status = status
+
+
+def active(db: Session) -> list[tuple[Campaign, CampaignSpec]]:
+    campaigns = db.scalars(select(Campaign).where(Campaign.status == "active")).all()
+    return [(c, CampaignSpec.model_validate(c.spec)) for c in campaigns]
+
+
+def add_contact(db: Session, campaign_id: int, number: str, source: str, **more: Any) -> bool:
+    """Add someone to call; False when the campaign has them already for the same reason
+    (callback requests for one number and reason are one contact)."""
+    reason = more.pop("reason", "")
+    same = select(Contact.id).where(
+        Contact.campaign_id == campaign_id, Contact.number == number, Contact.reason == reason
+    )
+    if db.scalar(same) is not None:
+        return False
+    db.add(Contact(campaign_id=campaign_id, number=number, reason=reason, source=source, **more))
+    db.flush()
+    return True
+
+
+def add_dnc(
+    sessions: sessionmaker[Session],
+    number: str,
+    campaign_id: int | None = None,
+    source: str = "ops",
+    note: str = "",
+) -> bool:
+    """Put a number on the do-not-call list (every campaign's when `campaign_id` is
+    None); False when it is there already."""
+    own_list = (
+        DoNotCall.campaign_id.is_(None)
+        if campaign_id is None
+        else DoNotCall.campaign_id == campaign_id
+    )
+    with sessions.begin() as db:
+        if db.scalar(select(DoNotCall.id).where(DoNotCall.number == number, own_list)):
+            return False
+        db.add(DoNotCall(number=number, campaign_id=campaign_id, source=source, note=note))
+        return True
+
+
+def dnc_reasons(db: Session, campaign_id: int, numbers: list[str]) -> dict[str, str]:
+    """Why each of `numbers` that must not be called by this campaign must not be."""
+    found = db.execute(
+        select(DoNotCall.number, DoNotCall.campaign_id).where(
+            DoNotCall.number.in_(numbers),
+            or_(DoNotCall.campaign_id.is_(None), DoNotCall.campaign_id == campaign_id),
+        )
+    ).all()
+    reasons = {number: "do-not-call (campaign)" for number, _ in found}
+    reasons |= {number: "do-not-call (global)" for number, owner in found if owner is None}
+    return reasons
+
+
+def claim(
+    sessions: sessionmaker[Session], campaign_id: int, dialer: str, now: datetime, limit: int
+) -> list[Claimed]:
+    """Take up to `limit` contacts due by `now` for `dialer` (status "dialing")."""
+    if limit <= 0:
+        return []
+    with sessions.begin() as db:
+        due = (
+            select(Contact)
+            .where(
+                Contact.campaign_id == campaign_id,
+                Contact.status == "pending",
+                or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
+            )
+            .order_by(Contact.next_attempt_at.is_not(None), Contact.next_attempt_at, Contact.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+        )
+        taken = []
+        for contact in db.scalars(due).all():
+            took = db.execute(
+                update(Contact)
+                .where(Contact.id == contact.id, Contact.status == "pending")
+                .values(status="dialing", claimed_by=dialer)
+            )
+            if took.rowcount == 1:
+                taken.append(
+                    Claimed(
+                        contact.id,
+                        contact.number,
+                        contact.timezone,
+                        contact.attempts,
+                        contact.customer_id,
+                        contact.reason,
+                        contact.origin_call_id,
+                        contact.callback_id,
+                    )
+                )
+        return taken
+
+
+def release(sessions: sessionmaker[Session], contact_id: int, until: datetime | None) -> None:
+    """Give a claimed contact back without calling it: it waits for its calling window
+    (`until`), or, with no window ahead, is finished as "expired"."""
+    with sessions.begin() as db:
+        values: dict[str, Any] = {"claimed_by": None, "next_attempt_at": until}
+        values["status"] = "pending" if until is not None else "expired"
+        db.execute(update(Contact).where(Contact.id == contact_id).values(values))
+
+
+def start_attempts(
+    sessions: sessionmaker[Session],
+    campaign_id: int,
+    dialer: str,
+    calls: list[tuple[Claimed, str]],
+    now: datetime,
+) -> list[int]:
+    """Commit the attempts, each with the id its call will carry, before the calls are
+    placed; their ids, in order."""
+    with sessions.begin() as db:
+        attempts = [
+            Attempt(
+                contact_id=claimed.contact_id,
+                campaign_id=campaign_id,
+                call_id=call_id,
+                dialer=dialer,
+                started_at=now,
+            )
+            for claimed, call_id in calls
+        ]
+        db.add_all(attempts)
+        db.execute(
+            update(Contact)
+            .where(Contact.id.in_([claimed.contact_id for claimed, _ in calls]))
+            .values(attempts=Contact.attempts + 1)
+        )
+        db.flush()
+        return [attempt.id for attempt in attempts]
+
+
+def block(
+    sessions: sessionmaker[Session],
+    claimed: Claimed,
+    campaign_id: int,
+    dialer: str,
+    reason: str,
+    now: datetime,
+) -> None:
+    """A contact the dialer must not call (do-not-call): logged as a blocked attempt, and
+    finished."""
+    with sessions.begin() as db:
+        db.add(
+            Attempt(
+                contact_id=claimed.contact_id,
+                campaign_id=campaign_id,
+                dialer=dialer,
+                started_at=now,
+                ended_at=now,
+                result="blocked",
+                detail=reason,
+            )
+        )
+        db.execute(
+            update(Contact)
+            .where(Contact.id == claimed.contact_id)
+            .values(status="blocked", claimed_by=None, last_result="blocked")
+        )
+
+
+def finish_attempt(
+    sessions: sessionmaker[Session],
+    attempt_id: int,
+    result: Result,
+    spec: CampaignSpec,
+    now: datetime,
+    detail: str = "",
+) -> None:
+    """Record an attempt's result; the contact is done (a person answered), waits for
+    its next attempt, or is exhausted."""
+    with sessions.begin() as db:
+        attempt = db.get(Attempt, attempt_id)
+        contact = db.get(Contact, attempt.contact_id) if attempt else None
+        if attempt is None or contact is None or attempt.result is not None:
+            return  # finished already (e.g. by a restarted dialer): once only
+        attempt.result, attempt.ended_at, attempt.detail = result, now, detail
+        again = retry_at(spec, result, contact.attempts, now)
+        contact.last_result, contact.claimed_by, contact.next_attempt_at = result, None, again
+        if result == "human":
+            contact.status = "done"
+        else:
+            contact.status = "pending" if again is not None else "exhausted"
+
+
+def open_attempts(sessions: sessionmaker[Session], dialer: str) -> list[tuple[int, str, int]]:
+    """(attempt id, call id, campaign id) of the calls this dialer placed and never saw
+    end: what it must resolve after a restart instead of dialling again."""
+    with sessions() as db:
+        rows = db.execute(
+            select(Attempt.id, Attempt.call_id, Attempt.campaign_id).where(
+                Attempt.dialer == dialer, Attempt.result.is_(None)
+            )
+        ).all()
+        return [(row.id, row.call_id or "", row.campaign_id) for row in rows]
+
+
+def unclaim_undialled(sessions: sessionmaker[Session], dialer: str) -> int:
+    """Give back the contacts this dialer claimed but never dialled (it stopped in
+    between); how many."""
+    dialled = select(Attempt.contact_id).where(Attempt.dialer == dialer, Attempt.result.is_(None))
+    with sessions.begin() as db:
+        found = db.execute(
+            update(Contact)
+            .where(
+                Contact.claimed_by == dialer,
+                Contact.status == "dialing",
+                Contact.id.not_in(dialled),
+            )
+            .values(status="pending", claimed_by=None)
+        )
+        return found.rowcount
+
+
+@dataclass(frozen=True)
+class Progress:
+    contacts: int
+    dialled: int  # attempts that placed a call
+    reached: int  # contacts a person answered
+    completed: int  # finished: reached, exhausted or expired
+    remaining: int  # still to call (pending or being dialled)
+    blocked: int  # held back by the do-not-call list
+    outside_window: int  # pending, and their calling window is closed now
+
+
+def progress(db: Session, campaign_id: int, spec: CampaignSpec, now: datetime) -> Progress:
+    statuses = Counter(
+        dict(
+            db.execute(
+                select(Contact.status, func.count())
+                .where(Contact.campaign_id == campaign_id)
+                .group_by(Contact.status)
+            ).all()
+        )
+    )
+    dialled = db.scalar(
+        select(func.count()).where(Attempt.campaign_id == campaign_id, Attempt.call_id.is_not(None))
+    )
+    pending = db.execute(
+        select(Contact.number, Contact.timezone).where(
+            Contact.campaign_id == campaign_id, Contact.status == "pending"
+        )
+    ).all()
+    closed = sum(
+        1 for p in pending if not in_window(spec, zones_for(p.number, p.timezone, spec), now)
+    )
+    return Progress(
+        contacts=sum(statuses.values()),
+        dialled=dialled or 0,
+        reached=statuses["done"],
+        completed=statuses["done"] + statuses["exhausted"] + statuses["expired"],
+        remaining=statuses["pending"] + statuses["dialing"],
+        blocked=statuses["blocked"],
+        outside_window=closed,
+    )
