@@ -27,6 +27,12 @@ def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_dialer(settings: Settings, _args: argparse.Namespace) -> int:
+    from ivr.service import run_dialer
+
+    return run_dialer(settings)
+
+
 def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     from cti.store.db import current_revision, make_engine, upgrade
 
@@ -602,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     command(top, "serve", cmd_serve, "Run the FastAGI server, AMI bridge and web app.")
+    command(top, "dialer", cmd_dialer, "Run only the campaigns' dialer (more dialers, or apart).")
 
     db = group("db", "Create, migrate or fill the database.")
     command(db, "upgrade", cmd_db_upgrade, "Create or migrate the schema to the latest version.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -151,6 +152,44 @@ class ReportSettings(_Section):
         )
 
 
+class DialerSettings(_Section):
+    """Outbound campaigns' dialer (docs/campaigns.md): in `ivr serve`, or `ivr dialer`."""
+
+    enabled: bool = Field(True, description="Dial the active campaigns (needs AMI).")
+    name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description="This dialer's name, the same across restarts; default: the host name.",
+    )
+    channel: str = Field(
+        "PJSIP/{number}@trunk",
+        pattern=r"\{number\}",
+        description="Dial string of an outbound call; {number} is the E.164 number.",
+    )
+    context: str = Field("ivr-outbound", description="Where an answered call goes.")
+    agi_server: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9.-]+:[0-9]{1,5})?$",
+        description="host:port of the FastAGI service answered calls run on; '': in `ivr"
+        " serve`, its own; in `ivr dialer`, Asterisk's IVR_AGI_SERVER.",
+    )
+    poll_seconds: float = Field(1.0, gt=0, le=60, description="How often it looks for work.")
+
+    def dialer_name(self) -> str:
+        return self.name or socket.gethostname()
+
+
+class CampaignSettings(_Section):
+    """Contacts the service adds to campaigns by itself (docs/campaigns.md)."""
+
+    callbacks: str = Field("", description="Campaign for callbacks asked for in the IVR.")
+    abandons: str = Field("", description="Campaign to call back queue abandons; '': none.")
+    abandon_min_wait_seconds: float = Field(
+        30.0, ge=0, description="Only abandons that waited at least this long."
+    )
+    surveys: str = Field("", description="Campaign for post-call survey opt-ins.")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -167,6 +206,8 @@ class Settings(_Section):
     paths: PathSettings = Field(default_factory=PathSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    dialer: DialerSettings = Field(default_factory=DialerSettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

@@ -17,10 +17,13 @@ from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from cti.agents import AgentStates
 from cti.ami.bridge import AmiBridge
-from cti.bus import make_bus
+from cti.ami.outbound import Outbound, OutboundSettings
+from cti.bus import InProcessBus, make_bus
+from cti.campaigns.dialer import Dialer
 from cti.pop import PopBuilder, ScreenPops
 from cti.recorder import Recorder
 from cti.store.calls import CallLog
@@ -84,11 +87,15 @@ class Service:
         self.agents = AgentStates(self.bus)
         self.ami: AmiBridge | None = None
         self.recorder: Recorder | None = None
+        self.dialer: Dialer | None = None
         if settings.ami.enabled:
             self.ami = AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
             cti = settings.cti
             ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
             self.recorder = Recorder(self.bus, self.calls, lambda: self.tracker.calls.keys())
+            if settings.dialer.enabled:
+                own = settings.dialer.agi_server or f"{agi.host}:{self.agi.port}"
+                self.dialer = make_dialer(settings, self.ami, self.sessions, self.calls, own)
         self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
         app = create_app(
             self.sessions,
@@ -182,6 +189,7 @@ class Service:
         replayer = asyncio.create_task(self._replay_spool())
         if self.ami:
             await self.ami.start()
+        dialing = asyncio.create_task(self.dialer.run()) if self.dialer else None
         # uvicorn's serve() would take over SIGINT/SIGTERM; _serve is the same without that.
         web = asyncio.create_task(self.web._serve([self.web_socket]))
         await self.recognisers.wait_ready()  # until then, menus that listen take keys
@@ -192,6 +200,11 @@ class Service:
         log.info("stopping: refusing new calls, letting calls in progress finish")
         watcher.cancel()
         replayer.cancel()
+        if dialing and self.dialer:  # no new calls; the ones going on finish with the rest
+            dialing.cancel()
+            await asyncio.wait(
+                [dialing, *self.dialer.tasks], timeout=self.settings.agi.drain_timeout
+            )
         await self.agi.stop(self.settings.agi.drain_timeout)
         await self.audiosocket.stop()
         await self.recognisers.stop()
@@ -208,6 +221,52 @@ class Service:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def make_dialer(
+    settings: Settings, ami: AmiBridge, sessions: sessionmaker[Session], calls: CallLog, agi: str
+) -> Dialer:
+    """The campaigns' dialer on this AMI connection (`ivr serve`, `ivr dialer`)."""
+    dialer = settings.dialer
+    outbound = Outbound(ami, OutboundSettings(dialer.channel, dialer.context))
+    name, poll = dialer.dialer_name(), dialer.poll_seconds
+    return Dialer(sessions, calls, outbound, name, poll_seconds=poll, agi_server=agi)
+
+
+def run_dialer(settings: Settings) -> int:
+    """`ivr dialer`: only the dialer, on an AMI connection of its own (more dialers for
+    one campaign, or one away from the IVR); stops on SIGINT/SIGTERM, letting its calls
+    under way end."""
+    if not settings.ami.enabled:
+        print("ivr dialer: AMI is disabled in the configuration", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database.url)
+    try:
+        check_schema(engine)
+    except ServiceError as exc:
+        print(f"ivr dialer: {exc}", file=sys.stderr)
+        return 2
+    sessions = session_factory(engine)
+    calls = CallLog(sessions, Spool(settings.paths.spool))
+
+    async def run() -> None:
+        ami = AmiBridge(settings.ami, InProcessBus())
+        dialer = make_dialer(settings, ami, sessions, calls, settings.dialer.agi_server)
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
+        await ami.start()
+        dialing = asyncio.create_task(dialer.run())
+        log.info("dialer ready", extra={"dialer": dialer.name})
+        await stopping.wait()
+        dialing.cancel()
+        await asyncio.wait([dialing, *dialer.tasks], timeout=settings.agi.drain_timeout)
+        await ami.stop()
+        await asyncio.to_thread(calls.flush)
+
+    asyncio.run(run())
+    engine.dispose()
+    return 0
 
 
 def serve(settings: Settings) -> int:

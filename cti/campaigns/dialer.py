@@ -62,13 +62,17 @@ class Dialer:
         name: str,
         clock: Callable[[], datetime] = utcnow,
         poll_seconds: float = 1.0,
+        agi_server: str = "",
     ) -> None:
+        """`agi_server`: the FastAGI service answered calls run their flow on (host:port);
+        '' for the one Asterisk's IVR_AGI_SERVER global names."""
         self.sessions = sessions
         self.calls = calls
         self.placer = placer
         self.name = name
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.variables = {"IVR_AGI_SERVER": agi_server} if agi_server else {}
         self.under_way: Counter[int] = Counter()  # calls by campaign id
         self.pacing: dict[int, asyncio.Lock] = {}  # by campaign id
         self.last_start: dict[int, float] = {}  # monotonic, by campaign id
@@ -87,9 +91,7 @@ class Dialer:
     async def round(self) -> int:
         """One pass over the active campaigns; how many calls it set going."""
         placed = 0
-        with self.sessions() as db:
-            campaigns = store.active(db)
-        for campaign, spec in campaigns:
+        for campaign, spec in await asyncio.to_thread(self._campaigns):
             room = spec.max_concurrent - self.under_way[campaign.id]
             claimed = await asyncio.to_thread(
                 store.claim, self.sessions, campaign.id, self.name, self.clock(), room
@@ -97,6 +99,10 @@ class Dialer:
             if claimed:
                 placed += await self._place(campaign, spec, claimed)
         return placed
+
+    def _campaigns(self) -> list[tuple[Campaign, CampaignSpec]]:
+        with self.sessions() as db:
+            return store.active(db)
 
     async def drain(self) -> None:
         """Until every call this dialer placed has ended."""
@@ -110,9 +116,47 @@ class Dialer:
         windows, commit the attempts and the log's first facts of the ones to call, and
         set their calls going (paced in `_follow`)."""
         now = self.clock()
+        dialling = await asyncio.to_thread(self._callable, campaign, spec, claimed, now)
+        if not dialling:
+            return 0
+        attempts = await asyncio.to_thread(
+            store.start_attempts, self.sessions, campaign.id, self.name, dialling, now
+        )
+        written = [
+            self.calls.submit(CallLog.facts_write(call_id, _facts(campaign, contact, now)))
+            for contact, call_id in dialling
+        ]
+        for failed in await asyncio.gather(
+            *(asyncio.wrap_future(done) for done in written), return_exceptions=True
+        ):
+            if isinstance(failed, Exception):  # the call goes out all the same
+                log.error("outbound call not logged", extra={"error": str(failed)})
+        for (contact, call_id), attempt in zip(dialling, attempts, strict=True):
+            dial = Dial(
+                call_id,
+                contact.number,
+                spec.entry,
+                self.variables
+                | {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)},
+                ring_seconds=spec.ring_seconds,
+                amd=spec.amd,
+                machine_action=spec.machine_action,
+            )
+            self.under_way[campaign.id] += 1
+            task = asyncio.create_task(self._follow(attempt, dial, campaign.id, spec))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(dialling)
+
+    def _callable(
+        self, campaign: Campaign, spec: CampaignSpec, claimed: list[store.Claimed], now: datetime
+    ) -> list[tuple[store.Claimed, str]]:
+        """The claimed contacts to call now, each with its call id. The others: blocked
+        (on a do-not-call list: logged, never dialled) or given back to wait for their
+        calling window."""
         with self.sessions() as db:
             blocked = store.dnc_reasons(db, campaign.id, [c.number for c in claimed])
-        dialling: list[tuple[store.Claimed, str]] = []
+        dialling = []
         for contact in claimed:
             if contact.number in blocked:
                 reason = blocked[contact.number]
@@ -123,31 +167,7 @@ class Dialer:
                 store.release(self.sessions, contact.contact_id, next_window(spec, zones, now))
                 continue
             dialling.append((contact, f"out-{uuid.uuid4().hex}"))
-        if not dialling:
-            return 0
-        attempts = await asyncio.to_thread(
-            store.start_attempts, self.sessions, campaign.id, self.name, dialling, now
-        )
-        written = [
-            self.calls.submit(CallLog.facts_write(call_id, _facts(campaign, contact, now)))
-            for contact, call_id in dialling
-        ]
-        await asyncio.gather(*(asyncio.wrap_future(done) for done in written))
-        for (contact, call_id), attempt in zip(dialling, attempts, strict=True):
-            dial = Dial(
-                call_id,
-                contact.number,
-                spec.entry,
-                {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)},
-                ring_seconds=spec.ring_seconds,
-                amd=spec.amd,
-                machine_action=spec.machine_action,
-            )
-            self.under_way[campaign.id] += 1
-            task = asyncio.create_task(self._follow(attempt, dial, campaign.id, spec))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        return len(dialling)
+        return dialling
 
     async def _pace(self, campaign_id: int, spec: CampaignSpec) -> None:
         """Call starts at least 1/`calls_per_second` apart, measured from the previous

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -171,7 +171,9 @@ def release(sessions: sessionmaker[Session], contact_id: int, until: datetime | 
     """Give a claimed contact back without calling it: it waits for its calling window
     (`until`), or, with no window ahead, is finished as "expired"."""
     with sessions.begin() as db:
-        values: dict[str, Any] = {"claimed_by": None, "next_attempt_at": until}
+        # In UTC: SQLite keeps a time's wall clock and drops its zone.
+        when = until.astimezone(UTC) if until is not None else None
+        values: dict[str, Any] = {"claimed_by": None, "next_attempt_at": when}
         values["status"] = "pending" if until is not None else "expired"
         db.execute(update(Contact).where(Contact.id == contact_id).values(values))
 

@@ -149,6 +149,8 @@ class AgiCall:
         resuming = self.request.headers.get("agi_network_script", "").strip("/") == "resume"
         try:
             outcome, route = await (self._resume() if resuming else self._start())
+            if outcome == "contained" and any(e["kind"] == "answer" for e in self.part.events):
+                self.part.fields["survey_completed"] = True  # its flow ran to the end
             await self._save(outcome, route, ended=outcome == "contained")
         except CallerHungUp as exc:
             log.info("caller hung up", extra={**self.extra, "how": str(exc)})
