@@ -4,6 +4,7 @@ from bench import (
     agi_commands,
     asterisk_cost,
     dashboard,
+    dialer,
     engine_steps,
     fastagi_load,
     ingest,
@@ -21,3 +22,4 @@ speech.run()
 pop_latency.run()
 ingest.run()
 dashboard.run()
+dialer.run()
