@@ -16,16 +16,24 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.bus import Bus
 from cti.matching import match_customer
 from cti.store.dispositions import answered_by
-from cti.store.models import Call, Callback, Commitment, Customer, JourneyEvent
+from cti.store.models import (
+    Attempt,
+    Call,
+    Callback,
+    Commitment,
+    Contact,
+    Customer,
+    JourneyEvent,
+)
 from ivr.numbers import normalise_number
 
 log = logging.getLogger("cti.pop")
@@ -79,6 +87,11 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+def _aware(value: datetime) -> datetime:
+    """SQLite gives back naive UTC; the page reads the time as an instant."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class PopBuilder:
     """The database side: customer cards, history, the journey kept in the store."""
 
@@ -94,7 +107,8 @@ class PopBuilder:
             events = part.get("events", []) if part else []
             keys = typed_keys(events)
             found = match_customer(db, caller, self.region, keys.get("account"), keys.get("order"))
-            customers = [self.card(db, customer) for customer in found.customers[:5]]
+            customers = [self.card(db, c, linkedid) for c in found.customers[:5]]
+            callback = self.callback(db, linkedid)
         return {
             "linkedid": linkedid,
             "caller": caller,
@@ -103,7 +117,37 @@ class PopBuilder:
             "customers": customers,
             "journey": self.journey(part, events),
             "notes": "",
+            "callback": callback,
         }
+
+    def callback(self, db: Session, linkedid: str) -> dict[str, Any] | None:
+        """For a campaign's callback call: why we call back, and the call it follows
+        (when, what the caller did in the IVR, how it ended); None for other calls."""
+        found = db.execute(
+            select(Call.campaign, Contact.reason, Contact.origin_call_id)
+            .outerjoin(Attempt, Attempt.call_id == Call.id)
+            .outerjoin(Contact, Contact.id == Attempt.contact_id)
+            .where(Call.id == linkedid, Call.kind == "callback")
+        ).first()
+        if found is None:
+            return None
+        original = None
+        if found.origin_call_id:
+            call = db.execute(
+                select(Call.id, Call.started_at, Call.outcome)
+                .where(or_(Call.id == found.origin_call_id, Call.linkedid == found.origin_call_id))
+                .order_by(Call.started_at)
+                .limit(1)
+            ).first()
+            if call is not None:
+                part = self._stored_part(db, found.origin_call_id, call.id)
+                original = {
+                    "id": found.origin_call_id,
+                    "at": _iso(_aware(call.started_at)),
+                    "outcome": call.outcome,
+                    "journey": self.journey(part, part["events"] if part else []),
+                }
+        return {"campaign": found.campaign, "reason": found.reason or "", "original": original}
 
     @staticmethod
     def journey(part: dict[str, Any] | None, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,10 +172,11 @@ class PopBuilder:
             "ivr_seconds": seconds,
         }
 
-    def card(self, db: Session, customer: Customer) -> dict[str, Any]:
+    def card(self, db: Session, customer: Customer, linkedid: str = "") -> dict[str, Any]:
         calls = db.execute(
             select(Call.started_at, Call.outcome, Call.disposition, Call.agent, Call.notes)
-            .where(Call.customer_id == customer.id)
+            # Not this call: a campaign's call has its customer before it rings.
+            .where(Call.customer_id == customer.id, Call.id != linkedid)
             .order_by(Call.started_at.desc())
             .limit(self.history)
         ).all()
@@ -188,12 +233,15 @@ class PopBuilder:
         }
 
     @staticmethod
-    def _stored_part(db: Session, linkedid: str) -> dict[str, Any] | None:
+    def _stored_part(
+        db: Session, linkedid: str, call_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The stored IVR part of the call `linkedid` (or of the row `call_id`)."""
         call = (
             db.connection()
             .execute(
                 select(Call.id, Call.flow, Call.entry, Call.started_at, Call.ivr_ended_at)
-                .where(Call.linkedid == linkedid)
+                .where(Call.linkedid == linkedid if call_id is None else Call.id == call_id)
                 .order_by(Call.started_at)
                 .limit(1)
             )

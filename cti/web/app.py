@@ -38,6 +38,7 @@ from cti.store.dispositions import (
 )
 from cti.store.models import User
 from cti.store.users import authenticate
+from cti.web.campaigns import campaigns_blueprint
 from cti.web.reports import reports_blueprint
 from ivr.config import CtiSettings, ReportSettings
 
@@ -163,6 +164,11 @@ def create_app(
 
     app.register_blueprint(  # /reports: cti/web/reports.py
         reports_blueprint(sessions, reports, role_required("supervisor", "ops"))
+    )
+    app.register_blueprint(  # /campaigns: cti/web/campaigns.py; supervisors read only
+        campaigns_blueprint(
+            sessions, cti.region, role_required("supervisor", "ops"), role_required("ops")
+        )
     )
 
     def agent_action(fields: dict[str, str]) -> Any:

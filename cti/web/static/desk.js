@@ -118,6 +118,18 @@ function stepText(s) {
   return `${s.node || ""}: ${facts.filter(Boolean).join(" · ")}`;
 }
 
+function showCallback(callback) {
+  // A campaign's callback: why we call, and the call it follows (when, its IVR journey, how it ended).
+  $("callback").hidden = !callback;
+  if (!callback) return;
+  const o = callback.original;
+  $("callback-reason").textContent = callback.reason ? `: ${callback.reason}` : "";
+  $("callback-campaign").textContent = callback.campaign ? `campaign ${callback.campaign}` : "";
+  const ivr = o && (o.journey.flow ? `IVR ${o.journey.flow}${o.journey.ivr_seconds !== null ? ` (${o.journey.ivr_seconds} s)` : ""}` : "did not pass the IVR");
+  $("callback-original").textContent = o ? `Follows the call of ${new Date(o.at).toLocaleString()} · ${(o.outcome || "outcome unknown").replace(/_/g, " ")} · ${ivr}` : "The call it follows is not in the log.";
+  $("callback-journey").replaceChildren(...(o ? o.journey.steps : []).map((s) => el("li", stepText(s), { "data-kind": s.kind })));
+}
+
 function showPop(event) {
   const { state, call, pop } = event;
   const box = $("pop");
@@ -147,6 +159,7 @@ function showPop(event) {
   $("journey-flow").textContent = p.journey.flow ? `${p.journey.flow} · ${p.journey.language || ""}` : "did not pass the IVR";
   $("journey").replaceChildren(...p.journey.steps.map((s) => el("li", stepText(s), { "data-kind": s.kind })));
   showCustomers(p);
+  showCallback(p.callback);
   if (fresh) {
     const form = $("disposition");
     form.reset();
