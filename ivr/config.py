@@ -182,12 +182,17 @@ class DialerSettings(_Section):
 class CampaignSettings(_Section):
     """Contacts the service adds to campaigns by itself (docs/campaigns.md)."""
 
-    callbacks: str = Field("", description="Campaign for callbacks asked for in the IVR.")
+    callbacks: str = Field(
+        "callbacks", description="Campaign for callbacks asked for in the IVR or by agents."
+    )
     abandons: str = Field("", description="Campaign to call back queue abandons; '': none.")
     abandon_min_wait_seconds: float = Field(
         30.0, ge=0, description="Only abandons that waited at least this long."
     )
     surveys: str = Field("", description="Campaign for post-call survey opt-ins.")
+    sweep_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often the log is read for new contacts."
+    )
 
 
 class LogSettings(_Section):

@@ -23,6 +23,7 @@ from cti.agents import AgentStates
 from cti.ami.bridge import AmiBridge
 from cti.ami.outbound import Outbound, OutboundSettings
 from cti.bus import InProcessBus, make_bus
+from cti.campaigns import sweeper
 from cti.campaigns.dialer import Dialer
 from cti.pop import PopBuilder, ScreenPops
 from cti.recorder import Recorder
@@ -187,6 +188,8 @@ class Service:
         await self.recognisers.start()
         watcher = asyncio.create_task(self.plan.watch())
         replayer = asyncio.create_task(self._replay_spool())
+        contacts = sweeper.Sweeper(self.sessions, self.settings.campaigns)
+        sweeping = asyncio.create_task(sweeper.run(contacts, self.settings.campaigns.sweep_seconds))
         if self.ami:
             await self.ami.start()
         dialing = asyncio.create_task(self.dialer.run()) if self.dialer else None
@@ -200,6 +203,7 @@ class Service:
         log.info("stopping: refusing new calls, letting calls in progress finish")
         watcher.cancel()
         replayer.cancel()
+        sweeping.cancel()
         if dialing and self.dialer:  # no new calls; the ones going on finish with the rest
             dialing.cancel()
             await asyncio.wait(

@@ -469,3 +469,79 @@ def test_templates_keep_zero_and_false() -> None:
 
     vars = {"a": {"n": 0, "f": False}}
     assert render("${a.n}/${a.f}/${a.missing}", vars) == "0/False/"
+
+
+REQUESTS = """
+  f:
+    start: offer
+    nodes:
+      offer:
+        type: menu
+        prompt: offer
+        options:
+          - {key: "1", goto: yes_please}
+          - {key: "9", goto: stop}
+      yes_please: {type: survey_opt_in, prompt: [thanks, {say: digits, value: "${caller.e164}"}],
+                   next: agent}
+      stop: {type: do_not_call, next: bye}
+      agent: {type: queue, queue: support}
+      bye: {type: hangup, prompt: goodbye}
+"""
+
+
+def test_survey_opt_in_notes_it_before_its_prompt_and_goes_on(tmp_path: Path) -> None:
+    """Noted first: the transport writes steps in order, so a caller who hangs up
+    during the prompt has still opted in."""
+    plan = plan_of(tmp_path, REQUESTS)
+    _, state = run(plan, caller="(415) 555-0100")
+    actions, state = step(plan, state, dtmf("1"), NOW)
+    assert [k for k, _ in journeys(actions)] == ["match", "survey_opt_in", "route"]
+    assert actions[1:4] == [
+        Journey("survey_opt_in", "yes_please", {}),
+        Play((Recording("thanks"), SayValue("digits", "+14155550100")), "en"),
+        Journey("route", "agent", {"queue": "support", "priority": 0}),
+    ]
+    assert actions[-1] == Route(
+        "queue", "support", 0, {"announce_position": False, "announce_wait": False}
+    )
+    assert state.done
+
+
+def test_do_not_call_without_a_prompt_plays_nothing_and_goes_on(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, REQUESTS)
+    actions, state = run(plan, dtmf("9"))
+    assert [k for k, _ in journeys(actions)] == ["match", "do_not_call", "hangup"]
+    assert [a.parts for a in actions if isinstance(a, Play)] == [(Recording("goodbye"),)]
+    assert isinstance(actions[-1], Hangup) and state.done
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ("{type: do_not_call, prompt: bye}", "p.yaml:5:10: missing field 'next'"),
+        ("{type: survey_opt_in, next: nowhere}", "p.yaml:5:38: goto to unknown node 'nowhere'"),
+        ("{type: do_not_call, next: m, colour: red}", "p.yaml:5:39: unknown field 'colour'"),
+        ("{type: survey_opt_in, prompt: 'a b', next: m}", "p.yaml:5:40: String should match"),
+    ],
+)
+def test_request_nodes_are_validated_like_the_others(
+    tmp_path: Path, node: str, expected: str
+) -> None:
+    from ivr.flows.validate import check
+
+    (tmp_path / "p.yaml").write_text(f"flows:\n  f:\n    start: m\n    nodes:\n      m: {node}\n")
+    _plan, problems = check(tmp_path, None)
+    found = [str(p).replace(str(tmp_path) + "/", "") for p in problems]
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_request_nodes_in_a_loop_without_waiting_are_an_error(tmp_path: Path) -> None:
+    from ivr.flows.validate import check
+
+    (tmp_path / "p.yaml").write_text(
+        "flows:\n  f:\n    start: a\n    nodes:\n"
+        "      a: {type: survey_opt_in, next: b}\n      b: {type: do_not_call, next: a}\n"
+    )
+    plan, problems = check(tmp_path, None)
+    assert plan is None
+    assert "loops forever without waiting for the caller: a -> b -> a" in str(problems)

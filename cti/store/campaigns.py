@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.campaigns.schedule import in_window, retry_at, zones_for
 from cti.campaigns.spec import CampaignSpec, Result
-from cti.store.models import Attempt, Campaign, Contact, DoNotCall
+from cti.store.models import Attempt, Callback, Campaign, Contact, DoNotCall
 
 
 class CampaignNotFound(LookupError):
@@ -78,18 +78,21 @@ def active(db: Session) -> list[tuple[Campaign, CampaignSpec]]:
     return [(c, CampaignSpec.model_validate(c.spec)) for c in campaigns]
 
 
-def add_contact(db: Session, campaign_id: int, number: str, source: str, **more: Any) -> bool:
-    """Add someone to call; False when the campaign has them already for the same reason
+def add_contact(
+    db: Session, campaign_id: int, number: str, source: str, **more: Any
+) -> Contact | None:
+    """Add someone to call; None when the campaign has them already for the same reason
     (callback requests for one number and reason are one contact)."""
     reason = more.pop("reason", "")
     same = select(Contact.id).where(
         Contact.campaign_id == campaign_id, Contact.number == number, Contact.reason == reason
     )
     if db.scalar(same) is not None:
-        return False
-    db.add(Contact(campaign_id=campaign_id, number=number, reason=reason, source=source, **more))
+        return None
+    contact = Contact(campaign_id=campaign_id, number=number, reason=reason, source=source, **more)
+    db.add(contact)
     db.flush()
-    return True
+    return contact
 
 
 def add_dnc(
@@ -257,6 +260,10 @@ def finish_attempt(
         contact.last_result, contact.claimed_by, contact.next_attempt_at = result, None, again
         if result == "human":
             contact.status = "done"
+            if contact.callback_id is not None:  # the request it answers is kept
+                db.execute(
+                    update(Callback).where(Callback.id == contact.callback_id).values(status="done")
+                )
         else:
             contact.status = "pending" if again is not None else "exhausted"
 

@@ -273,7 +273,7 @@ class Contact(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     timezone: Mapped[str | None] = mapped_column(String(64))  # else the number's
     reason: Mapped[str] = mapped_column(String(256), default="")
-    source: Mapped[str] = mapped_column(String(16))  # import, ivr, abandon, survey_optin
+    source: Mapped[str] = mapped_column(String(16))  # import, ivr, abandon, survey_optin, agent
     origin_call_id: Mapped[str | None] = mapped_column(String(64))  # the call it follows
     callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id"))
     # pending -> dialing -> pending (retry) | done (reached) | exhausted | blocked (DNC)

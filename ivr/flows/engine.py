@@ -38,6 +38,7 @@ from ivr.flows.nodes import (
     CallbackNode,
     CollectNode,
     Condition,
+    DoNotCallNode,
     GotoNode,
     HangupNode,
     LanguageNode,
@@ -51,6 +52,7 @@ from ivr.flows.nodes import (
     SetNode,
     SubflowNode,
     SurveyNode,
+    SurveyOptInNode,
     TransferNode,
     normal_phrase,
 )
@@ -296,6 +298,12 @@ class _Run:
                     preferred=preferred,
                     eta_minutes=node.eta_minutes,
                 )
+                return self.goto(state, node.next)
+            case SurveyOptInNode() | DoNotCallNode():
+                # Noted before the prompt: a caller who hangs up during it still asked.
+                self.journey(node.type, state)
+                if node.prompt:
+                    self.actions.append(Play(self.parts(node.prompt, state), state.language))
                 return self.goto(state, node.next)
             case SubflowNode():
                 self.journey("subflow", state, flow=node.flow)

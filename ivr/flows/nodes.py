@@ -367,6 +367,30 @@ class SurveyNode(Strict):
         return [Edge("next", self.next, "", ("next",))]
 
 
+class SurveyOptInNode(Strict):
+    """The caller agrees to a survey call after this call (the campaigns' sweeper adds
+    them to the survey campaign once an agent answered and the call ended)."""
+
+    type: Literal["survey_opt_in"]
+    prompt: Prompt | None = None
+    next: Name
+
+    def edges(self) -> list[Edge]:
+        return [Edge("next", self.next, "", ("next",))]
+
+
+class DoNotCallNode(Strict):
+    """The caller asks us never to call them again (the sweeper puts their number on
+    the do-not-call list and blocks their pending campaign contacts)."""
+
+    type: Literal["do_not_call"]
+    prompt: Prompt | None = None
+    next: Name
+
+    def edges(self) -> list[Edge]:
+        return [Edge("next", self.next, "", ("next",))]
+
+
 class SubflowNode(Strict):
     type: Literal["subflow"]
     flow: Name
@@ -411,6 +435,8 @@ Node = Annotated[
     | TransferNode
     | CallbackNode
     | SurveyNode
+    | SurveyOptInNode
+    | DoNotCallNode
     | SubflowNode
     | ReturnNode
     | GotoNode

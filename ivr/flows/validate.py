@@ -22,6 +22,7 @@ from ivr.flows.nodes import (
     BranchNode,
     CallbackNode,
     CollectNode,
+    DoNotCallNode,
     GotoNode,
     LanguageNode,
     MenuNode,
@@ -29,6 +30,7 @@ from ivr.flows.nodes import (
     PlayNode,
     SetNode,
     SubflowNode,
+    SurveyOptInNode,
     normal_phrase,
     prompts_of,
 )
@@ -36,7 +38,15 @@ from ivr.flows.plan import DialPlan, DialPlanError, Flow, PlanFile
 from ivr.flows.source import Path_, Position, Source, SourceError, load_source
 
 # Nodes that always go on to one next node without asking anything.
-STRAIGHT = (PlayNode, SetNode, LanguageNode, GotoNode, CallbackNode)
+STRAIGHT = (
+    PlayNode,
+    SetNode,
+    LanguageNode,
+    GotoNode,
+    CallbackNode,
+    SurveyOptInNode,
+    DoNotCallNode,
+)
 
 
 @dataclass(frozen=True)
