@@ -95,8 +95,8 @@ class Service:
             ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
             self.recorder = Recorder(self.bus, self.calls, lambda: self.tracker.calls.keys())
             if settings.dialer.enabled:
-                own = settings.dialer.agi_server or f"{agi.host}:{self.agi.port}"
-                self.dialer = make_dialer(settings, self.ami, self.sessions, self.calls, own)
+                agi_server = settings.dialer.agi_server  # '': ours, once it listens
+                self.dialer = make_dialer(settings, self.ami, self.sessions, self.calls, agi_server)
         self.hub = LiveHub(self.bus, self.sessions, self.tracker, self.agents)
         app = create_app(
             self.sessions,
@@ -184,6 +184,8 @@ class Service:
             loop.add_signal_handler(sig, self.stop)
         await self.bus.start()
         await self.agi.start()
+        if self.dialer and not self.dialer.agi_server:  # the port is known now (0: any)
+            self.dialer.agi_server = f"{self.settings.agi.host}:{self.agi.port}"
         await self.audiosocket.start()
         await self.recognisers.start()
         watcher = asyncio.create_task(self.plan.watch())

@@ -112,7 +112,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
-def test_a_callback_request_becomes_a_contact_due_when_promised(
+def test_a_callback_request_becomes_a_contact_due_at_once_and_promised_by_its_eta(
     log: CallLog, campaigns: dict[str, int]
 ) -> None:
     write(log, inbound("cb-1", steps=(callback(),)))
@@ -122,10 +122,12 @@ def test_a_callback_request_becomes_a_contact_due_when_promised(
     assert (found.number, found.source, found.reason, found.origin_call_id, found.status) == (
         ANA, "ivr", "queue_overflow", "cb-1", "pending"
     )  # fmt: skip
+    assert found.next_attempt_at is None  # as soon as the calling windows allow
     asked_at = ago(15) + timedelta(seconds=30)  # the step's time, in the call's fifth minute
-    assert as_utc(found.next_attempt_at) == asked_at + timedelta(minutes=30)
     with log.sessions() as db:
         assert db.get(Call, "cb-1").outcome == "callback_requested"
+        promised = db.get(Callback, found.callback_id).due_at
+    assert as_utc(promised) == asked_at + timedelta(minutes=30)
 
 
 def test_requests_for_one_number_and_reason_are_one_contact(

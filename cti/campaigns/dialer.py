@@ -72,7 +72,7 @@ class Dialer:
         self.name = name
         self.clock = clock
         self.poll_seconds = poll_seconds
-        self.variables = {"IVR_AGI_SERVER": agi_server} if agi_server else {}
+        self.agi_server = agi_server
         self.under_way: Counter[int] = Counter()  # calls by campaign id
         self.pacing: dict[int, asyncio.Lock] = {}  # by campaign id
         self.last_start: dict[int, float] = {}  # monotonic, by campaign id
@@ -136,8 +136,8 @@ class Dialer:
                 call_id,
                 contact.number,
                 spec.entry,
-                self.variables
-                | {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)},
+                {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)}
+                | ({"IVR_AGI_SERVER": self.agi_server} if self.agi_server else {}),
                 ring_seconds=spec.ring_seconds,
                 amd=spec.amd,
                 machine_action=spec.machine_action,

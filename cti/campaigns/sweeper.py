@@ -85,7 +85,8 @@ class Ask:
     role: str  # a key of ROLES
     number: str | None
     reason: str
-    due: datetime | None = None
+    due: datetime | None = None  # not before (the caller's preferred time); None: now
+    promised: datetime | None = None  # by when we told the caller to expect the call
 
 
 def e164(raw: str | None) -> str | None:
@@ -366,14 +367,20 @@ def _callbacks(call: Call, events: list[JourneyEvent], caller: str | None) -> li
         data = event.data or {}
         # On an outbound call the flow's caller ID is ours: the log's number is the callee's.
         number = e164(data.get("number")) if call.direction != "outbound" else None
-        asks.append(Ask("callbacks", number or caller, str(data.get("reason") or ""), _due(event)))
+        reason = str(data.get("reason") or "")
+        asks.append(Ask("callbacks", number or caller, reason, *_when(event)))
     return asks
 
 
-def _due(event: JourneyEvent) -> datetime | None:
-    """When the caller asked to be called: their preferred time if it reads as one
-    (ISO 8601, with its offset), else when we told them to expect the call."""
+def _when(event: JourneyEvent) -> tuple[datetime | None, datetime | None]:
+    """When to call back, and by when we promised it: from the caller's preferred time
+    if it reads as one (ISO 8601, with its offset), else as soon as the calling windows
+    allow (the prompt said "within N minutes": the promise is the step's time plus N)."""
     data = event.data or {}
+    minutes = data.get("eta_minutes")
+    promised = None
+    if isinstance(minutes, int | float) and not isinstance(minutes, bool):
+        promised = _utc(event.at) + timedelta(minutes=minutes)
     preferred = data.get("preferred")
     if isinstance(preferred, str) and preferred:
         try:
@@ -381,11 +388,8 @@ def _due(event: JourneyEvent) -> datetime | None:
         except ValueError:
             when = None
         if when is not None and when.tzinfo is not None:
-            return when.astimezone(UTC)
-    minutes = data.get("eta_minutes")
-    if isinstance(minutes, int | float) and not isinstance(minutes, bool):
-        return _utc(event.at) + timedelta(minutes=minutes)
-    return None
+            return when.astimezone(UTC), when.astimezone(UTC)
+    return None, promised
 
 
 def _request(db: Session, call: Call, ask: Ask, source: str) -> Callback:
@@ -396,7 +400,7 @@ def _request(db: Session, call: Call, ask: Ask, source: str) -> Callback:
         linkedid=call.id,
         customer_id=call.customer_id,
         number=ask.number,
-        due_at=ask.due or _utc(call.ended_at or utcnow()),
+        due_at=ask.promised or ask.due or _utc(call.ended_at or utcnow()),
         reason=ask.reason[:256],
         created_by=source,
         created_at=_utc(call.ended_at or utcnow()),

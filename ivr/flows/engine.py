@@ -289,7 +289,7 @@ class _Run:
                         {"number": number, "eta_minutes": node.eta_minutes, "reason": node.reason},
                     ),
                 )
-                self.actions.append(Play(self.parts(node.prompt, state), state.language))
+                # Noted before the prompt: a caller who hangs up during it still asked.
                 self.journey(
                     "callback",
                     state,
@@ -298,6 +298,7 @@ class _Run:
                     preferred=preferred,
                     eta_minutes=node.eta_minutes,
                 )
+                self.actions.append(Play(self.parts(node.prompt, state), state.language))
                 return self.goto(state, node.next)
             case SurveyOptInNode() | DoNotCallNode():
                 # Noted before the prompt: a caller who hangs up during it still asked.

@@ -1,0 +1,99 @@
+"""A callback from request to agent on the real Asterisk 22: a caller asks for a
+callback in the IVR and hangs up; the service's sweeper makes it a contact of the
+callbacks campaign, its dialer calls the caller back, the caller presses 1 to be put
+through, and the agent's screen pop says why we call and shows the call that asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cti.campaigns.spec import CampaignSpec
+from cti.store import campaigns as store
+from cti.store.db import make_engine, session_factory
+from cti.store.models import Call, Callback, Contact
+from cti.store.users import add_user
+from tests.conftest import Sandbox
+from tests.support.service import ServiceProcess, own_plans
+from tests.support.web import WebUser
+
+PASSWORD = "a long enough password"
+CALLER = "+12025550600"  # [ivr-callee]: answers a callback by pressing 1, stays 30 s
+PLAN = """
+entries:
+  "5554001": ask_callback
+  cb_call: callback_call
+flows:
+  ask_callback:
+    start: offer
+    language: en
+    nodes:
+      offer:
+        type: callback
+        reason: billing question
+        eta_minutes: 30
+        prompt: callback-within
+        next: bye
+      bye: {type: hangup, prompt: goodbye}
+  callback_call:
+    start: intro
+    language: en
+    nodes:
+      intro:
+        type: menu
+        prompt: callback-intro
+        options:
+          - {key: "1", goto: connect}
+        failure: connect
+      connect: {type: queue, queue: callback-agent}
+"""
+
+
+@pytest.mark.asterisk
+def test_a_callback_asked_for_in_the_ivr_rings_an_agent_whose_pop_shows_why(
+    asterisk: Sandbox, place_call, tmp_path: Path
+) -> None:
+    _, env = own_plans(tmp_path, **{"callback_test.yaml": PLAN})
+    env |= {
+        "IVR_AMI__ENABLED": "true",
+        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
+        "IVR_DIALER__CHANNEL": "Local/{number}@ivr-callee",
+        "IVR_DIALER__POLL_SECONDS": "0.5",
+        "IVR_CAMPAIGNS__CALLBACKS": "callbacks",
+        "IVR_CAMPAIGNS__SWEEP_SECONDS": "1",
+    }
+    service = ServiceProcess(tmp_path, env).start()
+    try:
+        sessions = session_factory(make_engine(service.db_url))
+        always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+        spec = CampaignSpec(name="callbacks", kind="callback", entry="cb_call", windows=always)
+        store.create(sessions, spec, "test")
+        add_user(sessions, "cbagent", PASSWORD, "agent", "Local/cbagent@ivr-agent/n")
+        agent = WebUser(service.web_url, "cbagent", PASSWORD)
+        agent.listen()
+
+        place_call("5554001", hold=1, caller_id=CALLER, agi_server=service.agi_server)
+        ringing = agent.next_event("pop", lambda event: event["state"] == "ringing")
+    finally:
+        assert service.stop() == 0, service.log()
+    with sessions() as db:
+        asked = db.scalars(select(Call).where(Call.entry == "5554001")).one()
+    pop = ringing["pop"]
+    callback = pop["callback"]
+    assert (callback["campaign"], callback["reason"]) == ("callbacks", "billing question")
+    original = callback["original"]
+    assert original["id"] == asked.id and original["outcome"] == "callback_requested"
+    assert [s["node"] for s in original["journey"]["steps"]][:1] == ["offer"]
+    with sessions() as db:
+        contact = db.scalars(select(Contact)).one()
+        callback_call = db.get(Call, pop["linkedid"])
+        request = db.get(Callback, contact.callback_id)
+    assert (contact.number, contact.origin_call_id) == (CALLER, asked.id)
+    assert (callback_call.kind, callback_call.direction, callback_call.callback_id) == (
+        "callback",
+        "outbound",
+        request.id,
+    )
+    assert request.linkedid == asked.id
