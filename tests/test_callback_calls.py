@@ -85,7 +85,7 @@ def test_a_callback_asked_for_in_the_ivr_rings_an_agent_whose_pop_shows_why(
     assert (callback["campaign"], callback["reason"]) == ("callbacks", "billing question")
     original = callback["original"]
     assert original["id"] == asked.id and original["outcome"] == "callback_requested"
-    assert [s["node"] for s in original["journey"]["steps"]][:1] == ["offer"]
+    assert original["journey"]["flow"] == "ask_callback"
     with sessions() as db:
         contact = db.scalars(select(Contact)).one()
         callback_call = db.get(Call, pop["linkedid"])
