@@ -19,19 +19,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
+from bench.scratch import ScratchDatabase
 from cti.ami.outbound import Dial
 from cti.campaigns.dialer import Dialer
 from cti.campaigns.spec import CampaignSpec, Result
 from cti.store import campaigns as store
 from cti.store.calls import CallLog
-from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Contact
 
-POSTGRES_URL = os.environ.get(
-    "IVR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CONTACTS = 10_000
 ATTEMPTS = 2_000
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # Monday 11:00 in New York
@@ -56,19 +53,9 @@ class Simulated:
         return False
 
 
-class Database:
+class Database(ScratchDatabase):
     def __init__(self, kind: str, folder: str) -> None:
-        self.schema = None
-        if kind == "sqlite":
-            url = f"sqlite:///{folder}/dialer-{uuid.uuid4().hex[:8]}.sqlite3"
-        else:
-            self.schema = "bench_" + uuid.uuid4().hex[:12]
-            with create_engine(POSTGRES_URL).begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {self.schema}"))
-            url = f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
-        self.engine = make_engine(url)
-        upgrade(self.engine)
-        self.sessions = session_factory(self.engine)
+        super().__init__(kind, folder, "dialer")
 
     def campaign(self, cps: float, concurrent: int) -> int:
         spec = CampaignSpec(
@@ -92,12 +79,6 @@ class Database:
         with self.sessions.begin() as db:
             db.execute(insert(Contact), rows)
         return campaign_id
-
-    def drop(self) -> None:
-        self.engine.dispose()
-        if self.schema:
-            with create_engine(POSTGRES_URL).begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
 
 
 async def dial_until(dialer: Dialer, placer: Simulated, attempts: int, seconds: float) -> None:

@@ -22,16 +22,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
+from bench.scratch import ScratchDatabase
 from cti.store.calls import CallLog, IvrPart
-from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Call
 from cti.store.spool import Spool, Write
 
-POSTGRES_URL = os.environ.get(
-    "IVR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CALLS = 10000  # per round, finished and live
 SINGLE_CALLS = 300  # one write per transaction is slow: fewer calls
 CONCURRENT = 200
@@ -77,33 +74,18 @@ def interleaved(calls: int) -> list[Write]:
     return out
 
 
-class Database:
-    """An empty log: a SQLite file, or a fresh schema on the real PostgreSQL."""
+class Database(ScratchDatabase):
+    """An empty log."""
 
     def __init__(self, kind: str, folder: str) -> None:
-        self.schema = None
+        super().__init__(kind, folder, "ingest")
         self.folder = folder
-        if kind == "sqlite":
-            url = f"sqlite:///{folder}/ingest-{uuid.uuid4().hex[:8]}.sqlite3"
-        else:
-            self.schema = "bench_" + uuid.uuid4().hex[:12]
-            with create_engine(POSTGRES_URL).begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {self.schema}"))
-            url = f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
-        self.engine = make_engine(url)
-        upgrade(self.engine)
-        self.log = CallLog(session_factory(self.engine))
+        self.log = CallLog(self.sessions)
 
     def answered(self) -> int:
-        with self.log.sessions() as db:
+        with self.sessions() as db:
             query = select(func.count()).where(Call.outcome == "answered", Call.talk_seconds > 0)
             return db.scalar(query) or 0
-
-    def drop(self) -> None:
-        self.engine.dispose()
-        if self.schema:
-            with create_engine(POSTGRES_URL).begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
 
 
 def replayed(db: Database, writes: list[Write]) -> float:

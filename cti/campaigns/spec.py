@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    field_validator,
     model_validator,
 )
 
-from ivr.flows.hours import Day, HolidayCalendar, Hours, Ranges
+from ivr.flows.hours import Day, HolidayCalendar, Hours, Ranges, Zone
 
 Kind = Literal["callback", "survey"]
 # What one attempt came to: the dialer's reading of Asterisk's answer.
@@ -46,7 +44,7 @@ class CampaignSpec(BaseModel):
         description="When calls may go out, in the callee's local time; a missing day: never.",
     )
     holidays: HolidayCalendar | None = Field(None, description="No calls on these holidays.")
-    timezone: str = Field(
+    timezone: Zone = Field(
         "America/New_York",
         description="The callee's zone when neither the contact nor the number tells it.",
     )
@@ -72,15 +70,6 @@ class CampaignSpec(BaseModel):
                 timezone=zone, weekly=self.windows, holidays=self.holidays, closed=frozenset()
             )
         return self._calendars[zone]
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, key: str) -> str:
-        try:
-            ZoneInfo(key)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {key!r}") from None
-        return key
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignSpec:

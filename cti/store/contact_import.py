@@ -33,6 +33,7 @@ from cti.store.customer_import import (
     _records,
     check_region,
     e164_of,
+    header_columns,
 )
 from cti.store.models import Attempt, Contact, DoNotCall
 
@@ -215,7 +216,7 @@ def _read(path: Path, columns: Sequence[str], region: str, report: ContactReport
             if header is None:
                 report.errors.append(RowError(path, 1, "header", "the file is empty"))
                 return rows
-            names = _header(*header, columns, path, report)
+            names = header_columns(*header, columns, "number", path, report.errors)
             if names is None:
                 return rows
             first_line: dict[str, int] = {}
@@ -235,23 +236,6 @@ def _read(path: Path, columns: Sequence[str], region: str, report: ContactReport
     except OSError as exc:
         raise ContactFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return rows
-
-
-def _header(
-    line: int, header: list[str], columns: Sequence[str], path: Path, report: ContactReport
-) -> list[str] | None:
-    names = [name.strip().lower() for name in header]
-    problems = []
-    if unknown := [name for name in names if name not in columns]:
-        listed = ", ".join(repr(name) for name in unknown)
-        problems.append(f"unknown column(s) {listed}; the columns are {', '.join(columns)}")
-    if repeated := sorted({name for name in names if names.count(name) > 1}):
-        problems.append(f"column(s) given twice: {', '.join(repeated)}")
-    if "number" not in names:
-        problems.append("no 'number' column")
-    for message in problems:
-        report.errors.append(RowError(path, line, "header", message))
-    return None if problems else names
 
 
 def _row(

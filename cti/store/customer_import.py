@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -148,7 +148,7 @@ def _read(path: Path, region: str, report: ImportReport) -> list[_Row]:
             if header is None:
                 report.errors.append(RowError(path, 1, "header", "the file is empty"))
                 return rows
-            columns = _columns(*header, path, report)
+            columns = header_columns(*header, COLUMNS, "name", path, report.errors)
             if columns is None:
                 return rows
             first_line: dict[str, int] = {}
@@ -187,20 +187,26 @@ def _records(handle: TextIO, path: Path, report: ImportReport) -> Iterator[tuple
         line = reader.line_num + 1
 
 
-def _columns(line: int, header: list[str], path: Path, report: ImportReport) -> list[str] | None:
+def header_columns(
+    line: int,
+    header: list[str],
+    allowed: Sequence[str],
+    required: str,
+    path: Path,
+    errors: list[RowError],
+) -> list[str] | None:
+    """A CSV header's column names (lower case), or None with its problems in `errors`:
+    unknown or repeated columns, or the `required` one missing."""
     columns = [name.strip().lower() for name in header]
-    unknown = [name for name in columns if name not in COLUMNS]
     problems = []
-    if unknown:
+    if unknown := [name for name in columns if name not in allowed]:
         names = ", ".join(repr(name) for name in unknown)
-        problems.append(f"unknown column(s) {names}; the columns are {', '.join(COLUMNS)}")
-    repeated = sorted({name for name in columns if columns.count(name) > 1})
-    if repeated:
+        problems.append(f"unknown column(s) {names}; the columns are {', '.join(allowed)}")
+    if repeated := sorted({name for name in columns if columns.count(name) > 1}):
         problems.append(f"column(s) given twice: {', '.join(repeated)}")
-    if "name" not in columns:
-        problems.append("no 'name' column")
-    for message in problems:
-        report.errors.append(RowError(path, line, "header", message))
+    if required not in columns:
+        problems.append(f"no '{required}' column")
+    errors.extend(RowError(path, line, "header", message) for message in problems)
     return None if problems else columns
 
 

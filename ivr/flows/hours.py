@@ -87,7 +87,16 @@ def _dates_as_text(value: Any) -> Any:
     return value
 
 
+def _known_zone(key: str) -> str:
+    try:
+        ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {key!r}") from None
+    return key
+
+
 Range = Annotated[TimeRange, PlainValidator(_parse_range), PlainSerializer(str)]
+Zone = Annotated[str, AfterValidator(_known_zone)]  # an IANA time zone name
 Ranges = Annotated[list[Range], AfterValidator(_no_overlaps)]
 
 
@@ -127,22 +136,13 @@ class Hours(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = Field(description="IANA time zone name, e.g. America/New_York.")
+    timezone: Zone = Field(description="IANA time zone name, e.g. America/New_York.")
     weekly: dict[Day, Ranges] = Field(description="Day -> open ranges; a missing day is closed.")
     holidays: HolidayCalendar | None = None
     closed: frozenset[date] = Field(frozenset(), description="Extra closed local dates.")
     special: Annotated[dict[date, Ranges], BeforeValidator(_dates_as_text)] = Field(
         default_factory=dict, description="Dates with their own ranges, overriding the rest."
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, key: str) -> str:
-        try:
-            ZoneInfo(key)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {key!r}") from None
-        return key
 
     @field_validator("special")
     @classmethod
