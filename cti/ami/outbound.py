@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cti.ami.bridge import AmiBridge, AmiError
+from cti.campaigns.spec import Result as Outcome
 
 log = logging.getLogger("cti.outbound")
 
-Outcome = Literal["human", "machine", "busy", "no_answer", "failed"]
 
 # OriginateResponse Reason -> result. Asterisk 12+ computes Reason from how the dial
 # ended (pbx_dial_reason in main/pbx.c); the values are ast_control_frame_type codes.
