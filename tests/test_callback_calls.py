@@ -5,10 +5,12 @@ through, and the agent's screen pop says why we call and shows the call that ask
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from cti.campaigns.spec import CampaignSpec
 from cti.store import campaigns as store
@@ -97,3 +99,44 @@ def test_a_callback_asked_for_in_the_ivr_rings_an_agent_whose_pop_shows_why(
         request.id,
     )
     assert request.linkedid == asked.id
+
+
+@pytest.mark.asterisk
+def test_an_agent_first_callback_rings_the_agent_then_puts_the_customer_through(
+    asterisk: Sandbox, tmp_path: Path
+) -> None:
+    """A campaign with an agent_queue calls an agent of the queue first; their pop says
+    why we call; once they answer, the customer is dialled and answers."""
+    env = {
+        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
+        "IVR_DIALER__CHANNEL": "Local/{number}@ivr-callee",
+        "IVR_DIALER__POLL_SECONDS": "0.5",
+    }
+    service = ServiceProcess(tmp_path, env).start()
+    try:
+        sessions = session_factory(make_engine(service.db_url))
+        always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+        spec = CampaignSpec(
+            name="quotes", kind="callback", agent_queue="callback-agent", windows=always
+        )
+        campaign_id = store.create(sessions, spec, "test")
+        add_user(sessions, "cbagent", PASSWORD, "agent", "Local/cbagent@ivr-agent/n")
+        agent = WebUser(service.web_url, "cbagent", PASSWORD)
+        agent.listen()
+        with sessions.begin() as db:
+            store.add_contact(db, campaign_id, CALLER, "import", reason="promised a quote")
+        ringing = agent.next_event("pop", lambda event: event["state"] == "ringing")
+        deadline = time.monotonic() + 30
+        while (contact := contacts_of(sessions)[0]).status != "done":
+            assert time.monotonic() < deadline, (contact.status, contact.last_result)
+            time.sleep(0.3)
+    finally:
+        assert service.stop() == 0, service.log()
+    callback = ringing["pop"]["callback"]
+    assert (callback["campaign"], callback["reason"]) == ("quotes", "promised a quote")
+    assert (contact.attempts, contact.last_result) == (1, "human")
+
+
+def contacts_of(sessions: sessionmaker[Session]) -> list[Contact]:
+    with sessions() as db:
+        return list(db.scalars(select(Contact)))

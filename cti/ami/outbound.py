@@ -45,6 +45,17 @@ AMD_RESULTS: dict[str, Outcome] = {
     "MACHINE": "machine",
     "HANGUP": "no_answer",
 }
+# Agent-first callbacks: how the dial to the customer ended (DIALSTATUS), once an agent
+# took the call. CANCEL: the agent hung up first.
+DIAL_RESULTS: dict[str, Outcome] = {
+    "ANSWER": "human",
+    "BUSY": "busy",
+    "NOANSWER": "no_answer",
+    "CANCEL": "failed",
+    "CONGESTION": "failed",
+    "CHANUNAVAIL": "failed",
+}
+AGENT_WAIT_SECONDS = 120.0  # agent-first: how long the call waits in the queue for an agent
 AMD_SECONDS = 5.0  # amd.conf total_analysis_time
 MARGIN_SECONDS = 10.0  # for Asterisk and AMI beyond the ring and AMD time
 CHECK_SECONDS = 30.0  # `ended` asks Asterisk whether a call lives this often (a lost Hangup)
@@ -67,6 +78,7 @@ class Dial:
     ring_seconds: float = 30.0
     amd: bool = True  # answering-machine detection before the flow
     machine_action: Literal["hangup", "continue"] = "hangup"  # continue: run the flow anyway
+    agent_queue: str = ""  # agent-first: an agent of this queue first, then the customer
 
     def __post_init__(self) -> None:
         if not (self.call_id and len(self.call_id) <= 64 and SAFE.fullmatch(self.call_id)):
@@ -78,6 +90,8 @@ class Dial:
         for name, value in self.variables.items():
             if not (NAME.fullmatch(name) and SAFE.fullmatch(value)):
                 raise ValueError(f"unsafe channel variable {name}={value!r}")
+        if self.agent_queue and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", self.agent_queue):
+            raise ValueError(f"agent queue must be a queue name: {self.agent_queue!r}")
         if not SAFE.fullmatch(self.caller_id) or self.ring_seconds <= 0:
             raise ValueError("caller id must be plain and ring_seconds positive")
 
@@ -138,7 +152,8 @@ class Outbound:
             except (AmiError, TimeoutError, OSError) as exc:
                 log.warning("Originate refused", extra={**extra, "reason": str(exc)})
                 attempt.settle("failed")
-            limit = dial.ring_seconds + (AMD_SECONDS if dial.amd else 0) + MARGIN_SECONDS
+            limit = dial.ring_seconds + MARGIN_SECONDS
+            limit += AGENT_WAIT_SECONDS if dial.agent_queue else AMD_SECONDS if dial.amd else 0
             try:
                 async with asyncio.timeout(limit):
                     outcome = await asyncio.shield(attempt.result)
@@ -183,9 +198,9 @@ class Outbound:
             attempt = self.calls.get(call_id) if call_id else None
             if attempt is None:
                 return
-            if fields.get("Response") == "Success":
+            if fields.get("Response") == "Success":  # agent-first: an agent took it
                 attempt.answered = True
-                if not attempt.dial.amd:
+                if not attempt.dial.amd and not attempt.dial.agent_queue:
                     attempt.settle("human")
             else:
                 attempt.settle(REASONS.get(fields.get("Reason", "")) or "failed")
@@ -193,7 +208,8 @@ class Outbound:
             attempt = self.calls.get(fields.get("CallId", ""))
             if attempt is not None:
                 attempt.answered = True
-                attempt.settle(AMD_RESULTS.get(fields.get("Status", ""), "human"))
+                status = fields.get("Status", "")
+                attempt.settle(AMD_RESULTS.get(status) or DIAL_RESULTS.get(status, "failed"))
         elif event == "Hangup":
             attempt = self.calls.get(fields.get("Uniqueid", ""))
             if attempt is not None:
@@ -208,20 +224,30 @@ class Outbound:
             self.calls.pop(attempt.dial.call_id, None)
 
     def _originate(self, dial: Dial, action_id: str) -> dict[str, Any]:
+        customer = self.settings.channel.format(number=dial.number)
         variables = {
             "IVR_ENTRY": dial.entry,
             "IVR_AMD": "1" if dial.amd else "0",
             "IVR_MACHINE_ACTION": dial.machine_action,
             **dial.variables,
         }
+        channel, context, timeout = customer, self.settings.context, dial.ring_seconds
+        if dial.agent_queue:  # the queue's agent first: extensions.conf [ivr-agent-first]
+            channel = f"Local/{dial.agent_queue}@ivr-agent-first/n"
+            context, timeout = "ivr-callback-customer", AGENT_WAIT_SECONDS
+            variables |= {
+                "IVR_DIAL": customer,
+                "IVR_RING": str(int(dial.ring_seconds)),
+                "IVR_AGENT_WAIT": str(int(AGENT_WAIT_SECONDS)),
+            }
         action = {
             "Action": "Originate",
             "ActionID": action_id,
-            "Channel": self.settings.channel.format(number=dial.number),
-            "Context": self.settings.context,
+            "Channel": channel,
+            "Context": context,
             "Exten": "s",
             "Priority": "1",
-            "Timeout": str(int(dial.ring_seconds * 1000)),
+            "Timeout": str(int(timeout * 1000)),
             "Async": "true",
             "ChannelId": dial.call_id,
             "Variable": [f"{name}={value}" for name, value in variables.items()],

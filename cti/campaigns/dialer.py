@@ -139,8 +139,9 @@ class Dialer:
                 {"IVR_CAMPAIGN": campaign.name, "IVR_CONTACT": str(contact.contact_id)}
                 | ({"IVR_AGI_SERVER": self.agi_server} if self.agi_server else {}),
                 ring_seconds=spec.ring_seconds,
-                amd=spec.amd,
+                amd=spec.amd and not spec.agent_queue,
                 machine_action=spec.machine_action,
+                agent_queue=spec.agent_queue,
             )
             self.under_way[campaign.id] += 1
             task = asyncio.create_task(self._follow(attempt, dial, campaign.id, spec))

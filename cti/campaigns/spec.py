@@ -60,6 +60,12 @@ class CampaignSpec(BaseModel):
     ends_on: date | None = None
     amd: bool = True
     machine_action: Literal["hangup", "continue"] = "hangup"
+    agent_queue: str = Field(
+        "",
+        pattern=r"^([a-z0-9][a-z0-9_-]{0,63})?$",
+        description="callback: an agent of this queue first, then the customer; '': the"
+        " customer first, who runs the entry's flow",
+    )
 
     _calendars: dict[str, Hours] = PrivateAttr(default_factory=dict)
 
@@ -82,6 +88,8 @@ class CampaignSpec(BaseModel):
             raise ValueError("retry_minutes: a person answered: that attempt is not retried")
         if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
             raise ValueError(f"ends_on {self.ends_on} is before starts_on {self.starts_on}")
+        if self.agent_queue and self.kind != "callback":
+            raise ValueError("agent_queue: only a callback campaign puts an agent first")
         if not any(self.windows.values()):
             raise ValueError("windows: the campaign could never call anyone")
         return self

@@ -69,6 +69,7 @@ def form_values(spec: CampaignSpec | None = None) -> dict[str, str]:
         "name": shown.name if spec else "",
         "kind": shown.kind,
         "entry": shown.entry if spec else "",
+        "agent_queue": shown.agent_queue,
         "timezone": shown.timezone,
         "starts_on": shown.starts_on.isoformat() if shown.starts_on else "",
         "ends_on": shown.ends_on.isoformat() if shown.ends_on else "",
@@ -85,7 +86,8 @@ def spec_input(form: dict[str, str]) -> dict[str, Any]:
     """CampaignSpec's fields from the posted form; pydantic judges the text."""
     text = {name: form.get(name, "").strip() for name in form_values()}
     fields: dict[str, Any] = {
-        name: text[name] for name in ("name", "kind", "entry", "timezone", "machine_action")
+        name: text[name]
+        for name in ("name", "kind", "entry", "agent_queue", "timezone", "machine_action")
     }
     fields |= {name: text[name] for name in NUMBERS}
     fields |= {name: text[name] or None for name in ("starts_on", "ends_on")}
@@ -147,6 +149,7 @@ def settings_rows(spec: CampaignSpec) -> list[tuple[str, str]]:
         ("Ends on", spec.ends_on.isoformat() if spec.ends_on else "no end"),
         ("Answering-machine detection", "on" if spec.amd else "off"),
         ("On a machine", spec.machine_action),
+        ("Agent first", spec.agent_queue or "no: the customer first"),
     ]
 
 
