@@ -1,7 +1,10 @@
-"""Demo data for a first look (`ivr db demo`): web users, customers, orders.
+"""Demo data for a first look (`ivr db demo`): web users, customers, orders, and a
+paused survey campaign.
 
 The customers and orders match the shipped customer_service flow, so a demo
-call can hear an order status or a balance read back.
+call can hear an order status or a balance read back. The campaign's contacts are
+the sandbox's simulated callees (extensions.conf [ivr-callee]): resume it on the
+campaigns page and they answer the survey, one is busy, one is a machine.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.campaigns.spec import CampaignSpec
 from cti.matching import add_phone
+from cti.store import campaigns
 from cti.store.models import Account, Customer, Order
 from cti.store.users import add_user, user_exists
 
@@ -27,6 +32,9 @@ CUSTOMERS = (
     ("Ana Lopez", "vip", "12345674", "1250.00", ("+14155550100",)),
     ("Li Wei", "standard", "87654323", "42.50", ("+14155550123", "+14155550124")),
 )
+CAMPAIGN = "demo-survey"
+CALLEES = ("+12025550154", "+12025550131", "+12025550200", "+12025550400")
+RETRIES = {"machine": 5, "busy": 1, "no_answer": 2, "failed": 2}  # minutes: a quick demo
 ORDERS = (
     ("123456", "Ana Lopez", "shipped", date(2026, 11, 25)),
     ("234567", "Li Wei", "processing", None),
@@ -54,4 +62,11 @@ def seed(sessions: sessionmaker[Session], password: str) -> bool:
             by_name[name] = customer
         for number, owner, status, eta in ORDERS:
             db.add(Order(number=number, customer=by_name[owner], status=status, eta=eta))
+    always = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    spec = CampaignSpec(name=CAMPAIGN, kind="survey", windows=always, retry_minutes=RETRIES)
+    campaign_id = campaigns.create(sessions, spec, "demo")
+    campaigns.set_status(sessions, CAMPAIGN, "paused")
+    with sessions.begin() as db:
+        for number in CALLEES:
+            campaigns.add_contact(db, campaign_id, number, "import")
     return True
