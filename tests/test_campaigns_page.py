@@ -33,7 +33,7 @@ from cti.store.users import add_user
 from cti.web.app import create_app
 from ivr.config import CtiSettings, ReportSettings
 from tests.support.service import IVR, REPO, ServiceProcess, own_plans
-from tests.test_web import chromium, wait
+from tests.test_web import chromium, log_in, wait
 
 PASSWORD = "a long enough password"
 ARTIFACTS = REPO / "var" / "test-artifacts"
@@ -571,11 +571,7 @@ def test_ops_see_the_list_and_a_campaigns_progress_in_the_browser(tmp_path: Path
         fill(sessions)
         add_user(sessions, "opsy", PASSWORD, "ops")
         browser = chromium()
-        browser.get(service.web_url)
-        browser.find_element(By.NAME, "username").send_keys("opsy")
-        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait(browser).until(lambda b: b.find_elements(By.ID, "nav"))
+        log_in(browser, service.web_url, "opsy", PASSWORD)
         browser.find_element(By.LINK_TEXT, "Campaigns").click()
         wait(browser).until(lambda b: b.find_elements(By.ID, "campaigns"))
 

@@ -34,7 +34,7 @@ from cti.store.users import add_user
 from cti.web.app import create_app
 from ivr.config import CtiSettings, ReportSettings
 from tests.support.service import REPO, ServiceProcess, own_plans
-from tests.test_web import chromium, wait
+from tests.test_web import chromium, log_in, wait
 
 PASSWORD = "a long enough password"
 ARTIFACTS = REPO / "var" / "test-artifacts"
@@ -479,11 +479,7 @@ def test_a_supervisor_sees_the_charts_and_figures_in_the_browser(tmp_path: Path)
         fill(sessions, NEW_YORK)
         add_user(sessions, "boss", PASSWORD, "supervisor")
         browser = chromium()
-        browser.get(service.web_url)
-        browser.find_element(By.NAME, "username").send_keys("boss")
-        browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait(browser).until(lambda b: b.find_elements(By.ID, "nav"))
+        log_in(browser, service.web_url, "boss", PASSWORD)
         browser.find_element(By.LINK_TEXT, "Reports").click()
         wait(browser).until(lambda b: b.find_elements(By.ID, "filters"))
         for name, value in PERIOD.items():  # type the dates as a supervisor would

@@ -63,6 +63,15 @@ def wait(browser: webdriver.Chrome) -> WebDriverWait:
     return WebDriverWait(browser, 10)
 
 
+def log_in(browser: webdriver.Chrome, url: str, username: str, password: str) -> None:
+    """Through the login form; returns once the page it leads to has its nav bar."""
+    browser.get(url)
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser).until(lambda b: b.find_elements(By.ID, "nav"))
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return None
