@@ -202,6 +202,8 @@ class Outbound:
                 attempt.answered = True
                 if not attempt.dial.amd and not attempt.dial.agent_queue:
                     attempt.settle("human")
+            elif attempt.dial.agent_queue:  # no agent took it: nothing the customer did
+                attempt.settle("failed")
             else:
                 attempt.settle(REASONS.get(fields.get("Reason", "")) or "failed")
         elif event == "UserEvent" and fields.get("UserEvent") == "IvrOutbound":
