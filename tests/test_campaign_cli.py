@@ -170,6 +170,8 @@ def play_the_dialer(sessions: sessionmaker[Session]) -> None:
     end = T0 + timedelta(minutes=1)
     campaigns.finish_attempt(sessions, busy, "busy", spec, end, "cause 17")
     campaigns.finish_attempt(sessions, human, "human", spec, end)
+    for attempt in (busy, human):
+        campaigns.call_ended(sessions, attempt, end)
     later = T0 + timedelta(minutes=20)
     second = campaigns.claim(sessions, campaign.id, "dialer-1", later, 2)
     assert [c.number for c in second] == ["+442079460123", "+14155550100"]
@@ -178,6 +180,7 @@ def play_the_dialer(sessions: sessionmaker[Session]) -> None:
         sessions, campaign.id, "dialer-1", [(second[1], "call-3")], later
     )
     campaigns.finish_attempt(sessions, attempt, "no_answer", spec, later + timedelta(seconds=30))
+    campaigns.call_ended(sessions, attempt, later + timedelta(seconds=30))
 
 
 def test_import_list_show_and_export_every_attempt(work: Workdir) -> None:

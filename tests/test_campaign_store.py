@@ -3,6 +3,7 @@ attempts move a contact along per the retry rules, do-not-call holds, progress a
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,8 @@ def contact(sessions: sessionmaker[Session], number: str) -> Contact:
 def test_dialers_claiming_at_once_never_take_the_same_contact(
     sessions: sessionmaker[Session],
 ) -> None:
+    """Three dialers, each taking up to the campaign's room of 7 and giving the contacts
+    back for tomorrow (which frees the room), until none is due."""
     campaign_id = campaign_with(sessions, 60)
     taken: dict[str, list[int]] = {}
     errors: list[BaseException] = []
@@ -41,7 +44,10 @@ def test_dialers_claiming_at_once_never_take_the_same_contact(
         mine: list[int] = []
         try:
             while claimed := store.claim(sessions, campaign_id, name, NOW, 7):
-                mine += [c.contact_id for c in claimed]
+                assert len(claimed) <= 7
+                for contact in claimed:
+                    mine.append(contact.contact_id)
+                    store.release(sessions, contact.contact_id, NOW + timedelta(days=1))
         except BaseException as exc:
             errors.append(exc)
         taken[name] = mine
@@ -54,6 +60,26 @@ def test_dialers_claiming_at_once_never_take_the_same_contact(
     assert not errors
     everyone = [c for mine in taken.values() for c in mine]
     assert len(everyone) == len(set(everyone)) == 60
+
+
+def test_the_room_and_the_pace_are_the_campaigns_whichever_dialer_claims(
+    sessions: sessionmaker[Session],
+) -> None:
+    """max_concurrent counts every dialer's contacts and calls; calls_per_second spaces
+    the start of each claimed call from the campaign's last, across claims."""
+    campaign_id = campaign_with(sessions, 10)
+    first = store.claim(sessions, campaign_id, "d1", NOW, 3, calls_per_second=2)
+    assert len(first) == 3 and store.claim(sessions, campaign_id, "d2", NOW, 3) == []
+    (attempt,) = store.start_attempts(sessions, campaign_id, "d1", [(first[0], "c0")], NOW)
+    store.finish_attempt(sessions, attempt, "human", SPEC, NOW)  # answered: goes on
+    store.release(sessions, first[1].contact_id, NOW + timedelta(days=1))
+    (second,) = store.claim(sessions, campaign_id, "d2", NOW, 3, calls_per_second=2)
+    store.call_ended(sessions, attempt, NOW)  # the call is over: room again
+    (third,) = store.claim(sessions, campaign_id, "d1", NOW, 3, calls_per_second=2)
+    starts = [c.start_at for c in (*first, second, third)]
+    assert all(start is not None for start in starts)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert gaps[:2] == [0.5, 0.5] and all(gap >= 0.5 for gap in gaps)  # never closer
 
 
 def test_an_attempt_moves_the_contact_along_by_its_result(sessions: sessionmaker[Session]) -> None:

@@ -9,6 +9,7 @@ windows and retry delays are judged on it, while the calls themselves take real 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import time
@@ -354,3 +355,54 @@ def test_a_dialer_killed_mid_campaign_and_restarted_dials_nobody_twice(
             select(func.count()).where(Attempt.detail.like("%the call reached the IVR"))
         )
     assert followed >= 2
+
+
+@pytest.mark.asterisk
+@pytest.mark.postgres
+def test_two_dialers_share_a_campaign_on_postgresql_without_a_double_dial(
+    asterisk: Sandbox, postgres_url: str, tmp_path: Path
+) -> None:
+    """Two `ivr dialer` processes on one campaign: each contact dialled once, by one
+    of them, and the campaign's max_concurrent held over both."""
+    env = {
+        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
+        "IVR_DIALER__ENABLED": "0",
+        "IVR_DATABASE__URL": postgres_url,
+    }
+    service = ServiceProcess(tmp_path, env).start()
+    numbers = [f"+1202555{n:04d}" for n in range(701, 731)]  # no such number: quick
+    try:
+        sessions = session_factory(make_engine(postgres_url))
+        campaign(
+            sessions,
+            numbers,
+            max_attempts=1,
+            max_concurrent=5,
+            calls_per_second=20,
+            windows=ALWAYS,
+        )
+        dialers = [dialer_process(service, name) for name in ("one", "two")]
+        try:
+            wait_until(
+                lambda: {c.status for c in contacts(sessions).values()} == {"exhausted"},
+                60,
+                "every contact had its one attempt",
+            )
+        finally:
+            for dialer in dialers:
+                stop(dialer)
+        with sessions() as db:
+            per_contact = db.execute(
+                select(Attempt.contact_id, func.count()).group_by(Attempt.contact_id)
+            ).all()
+            by_dialer = dict(
+                db.execute(select(Attempt.dialer, func.count()).group_by(Attempt.dialer)).all()
+            )
+            calls = db.execute(select(Attempt.started_at, Attempt.ended_at)).all()
+    finally:
+        assert service.stop() == 0
+    assert len(per_contact) == 30 and {count for _, count in per_contact} == {1}
+    assert set(by_dialer) == {"one", "two"} and sum(by_dialer.values()) == 30
+    # max_concurrent is the campaign's, not each dialer's: never more than 5 at once.
+    moments = sorted([(start, 1) for start, _ in calls] + [(end, -1) for _, end in calls])
+    assert max(itertools.accumulate(step for _, step in moments)) <= 5

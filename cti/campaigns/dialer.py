@@ -2,9 +2,10 @@
 Asterisk, within each campaign's calling windows, do-not-call lists and caps.
 
 Each round, per campaign, it claims as many due contacts as the campaign has room for
-(`max_concurrent` less its calls under way). For each: a number on a do-not-call list
-is logged as blocked and never dialled; one whose calling window is closed waits for
-the next one; the others are dialled, evenly spaced to at most `calls_per_second`.
+(`max_concurrent` less the calls under way, every dialer's). For each: a number on a
+do-not-call list is logged as blocked and never dialled; one whose calling window is
+closed waits for the next one; the others are dialled at the moments the claim gave
+them, at most `calls_per_second` for the campaign whichever dialer places them.
 The attempt is committed with its call id before the call is placed, and the call's
 first facts (outbound, kind, campaign) go to the outcome log then too, so that the
 log's row and the attempt both exist whatever happens next. A dialer that restarts
@@ -19,7 +20,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
@@ -73,10 +73,9 @@ class Dialer:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.agi_server = agi_server
-        self.under_way: Counter[int] = Counter()  # calls by campaign id
-        self.pacing: dict[int, asyncio.Lock] = {}  # by campaign id
-        self.last_start: dict[int, float] = {}  # monotonic, by campaign id
         self.tasks: set[asyncio.Task[None]] = set()
+        self.pacing: dict[str, asyncio.Lock] = {}  # by campaign
+        self.last_start: dict[str, float] = {}  # monotonic, by campaign
 
     async def run(self) -> None:
         """Resolve what a previous run left, then dial until cancelled."""
@@ -92,9 +91,14 @@ class Dialer:
         """One pass over the active campaigns; how many calls it set going."""
         placed = 0
         for campaign, spec in await asyncio.to_thread(self._campaigns):
-            room = spec.max_concurrent - self.under_way[campaign.id]
             claimed = await asyncio.to_thread(
-                store.claim, self.sessions, campaign.id, self.name, self.clock(), room
+                store.claim,
+                self.sessions,
+                campaign.id,
+                self.name,
+                self.clock(),
+                spec.max_concurrent,
+                spec.calls_per_second,
             )
             if claimed:
                 placed += await self._place(campaign, spec, claimed)
@@ -143,8 +147,7 @@ class Dialer:
                 machine_action=spec.machine_action,
                 agent_queue=spec.agent_queue,
             )
-            self.under_way[campaign.id] += 1
-            task = asyncio.create_task(self._follow(attempt, dial, campaign.id, spec))
+            task = asyncio.create_task(self._follow(attempt, dial, spec, contact.start_at))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return len(dialling)
@@ -170,34 +173,39 @@ class Dialer:
             dialling.append((contact, f"out-{uuid.uuid4().hex}"))
         return dialling
 
-    async def _pace(self, campaign_id: int, spec: CampaignSpec) -> None:
-        """Call starts at least 1/`calls_per_second` apart, measured from the previous
-        start itself, so that no one-second span ever holds more than the cap."""
-        async with self.pacing.setdefault(campaign_id, asyncio.Lock()):
-            wait = self.last_start.get(campaign_id, -1e9) + 1 / spec.calls_per_second
-            if (delay := wait - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
-            self.last_start[campaign_id] = time.monotonic()
+    async def _pace(self, dial: Dial, spec: CampaignSpec, start_at: datetime | None) -> None:
+        """Not before the moment the claim gave the call (the campaign's pace across
+        dialers), nor sooner than 1/calls_per_second after this dialer's last start
+        itself: a late wake-up never bunches starts together."""
+        async with self.pacing.setdefault(spec.name, asyncio.Lock()):
+            gap = 1 / spec.calls_per_second
+            wait = self.last_start.get(spec.name, -gap) + gap - time.monotonic()
+            if start_at is not None:
+                wait = max(wait, (start_at - utcnow()).total_seconds())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self.last_start[spec.name] = time.monotonic()
 
-    async def _follow(self, attempt: int, dial: Dial, campaign_id: int, spec: CampaignSpec) -> None:
+    async def _follow(
+        self, attempt: int, dial: Dial, spec: CampaignSpec, start_at: datetime | None
+    ) -> None:
+        await self._pace(dial, spec, start_at)
         try:
-            try:
-                await self._pace(campaign_id, spec)
-                result = await self.placer.dial(dial)
-            except Exception:
-                log.exception("dial failed", extra={"call_id": dial.call_id})
-                result = "failed"
-            await asyncio.to_thread(
-                store.finish_attempt, self.sessions, attempt, result, spec, self.clock()
-            )
-            await self.placer.ended(dial.call_id)
-        finally:
-            self.under_way[campaign_id] -= 1
+            result = await self.placer.dial(dial)
+        except Exception:
+            log.exception("dial failed", extra={"call_id": dial.call_id})
+            result = "failed"
+        await asyncio.to_thread(
+            store.finish_attempt, self.sessions, attempt, result, spec, self.clock()
+        )
+        await self.placer.ended(dial.call_id)
+        await asyncio.to_thread(store.call_ended, self.sessions, attempt, utcnow())
 
     async def recover(self) -> None:
-        """The calls a previous run of this dialer placed and never saw end: judged from
-        the outcome log (the IVR ran: a person answered) once Asterisk no longer has
-        them; never dialled again as the same attempt."""
+        """The calls a previous run of this dialer placed and never saw end: once
+        Asterisk no longer has them, ended, and (those without a result) judged from
+        the outcome log (the IVR ran: a person answered); never dialled again as the
+        same attempt."""
         store.unclaim_undialled(self.sessions, self.name)
         for attempt, call_id, campaign_id in store.open_attempts(self.sessions, self.name):
             with self.sessions() as db:
@@ -205,26 +213,19 @@ class Dialer:
             if campaign is None:
                 continue
             spec = CampaignSpec.model_validate(campaign.spec)
-            self.under_way[campaign_id] += 1
-            task = asyncio.create_task(self._resolve(attempt, call_id, campaign_id, spec))
+            task = asyncio.create_task(self._resolve(attempt, call_id, spec))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _resolve(
-        self, attempt: int, call_id: str, campaign_id: int, spec: CampaignSpec
-    ) -> None:
-        try:
-            while call_id and await self.placer.live(call_id):
-                await asyncio.sleep(LIVE_CHECK_SECONDS)
-            result, detail = await asyncio.to_thread(self._judged, call_id)
-            await asyncio.to_thread(
-                store.finish_attempt, self.sessions, attempt, result, spec, self.clock(), detail
-            )
-            log.info(
-                "attempt resolved after a restart", extra={"call_id": call_id, "result": result}
-            )
-        finally:
-            self.under_way[campaign_id] -= 1
+    async def _resolve(self, attempt: int, call_id: str, spec: CampaignSpec) -> None:
+        while call_id and await self.placer.live(call_id):
+            await asyncio.sleep(LIVE_CHECK_SECONDS)
+        result, detail = await asyncio.to_thread(self._judged, call_id)
+        await asyncio.to_thread(
+            store.finish_attempt, self.sessions, attempt, result, spec, self.clock(), detail
+        )
+        await asyncio.to_thread(store.call_ended, self.sessions, attempt, utcnow())
+        log.info("attempt resolved after a restart", extra={"call_id": call_id, "result": result})
 
     def _judged(self, call_id: str) -> tuple[Result, str]:
         with self.sessions() as db:

@@ -12,17 +12,17 @@ dialling them again.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.campaigns.schedule import in_window, retry_at, zones_for
 from cti.campaigns.spec import CampaignSpec, Result
-from cti.store.models import Attempt, Callback, Campaign, Contact, DoNotCall
+from cti.store.models import Attempt, Callback, Campaign, Contact, DoNotCall, utcnow
 
 
 class CampaignNotFound(LookupError):
@@ -42,6 +42,12 @@ class Claimed:
     reason: str
     origin_call_id: str | None
     callback_id: int | None
+    start_at: datetime | None = None  # not before (the campaign's calls per second)
+
+
+# A dialer that stopped and never came back: its claims and calls stop counting against
+# the campaign's max_concurrent after this long.
+STALE = timedelta(hours=2)
 
 
 def create(sessions: sessionmaker[Session], spec: CampaignSpec, by: str | None) -> int:
@@ -130,29 +136,44 @@ def dnc_reasons(db: Session, campaign_id: int, numbers: list[str]) -> dict[str, 
 
 
 def claim(
-    sessions: sessionmaker[Session], campaign_id: int, dialer: str, now: datetime, limit: int
+    sessions: sessionmaker[Session],
+    campaign_id: int,
+    dialer: str,
+    now: datetime,
+    max_concurrent: int,
+    calls_per_second: float | None = None,
 ) -> list[Claimed]:
-    """Take up to `limit` contacts due by `now` for `dialer` (status "dialing")."""
-    if limit <= 0:
-        return []
+    """Take contacts due by `now` for `dialer` (status "dialing"): as many as the
+    campaign has room for under `max_concurrent`, counting every dialer's calls. With
+    `calls_per_second`, each gets the moment its call may start (`start_at`), spaced from
+    the campaign's last one whichever dialer placed it. The campaign's row is locked
+    meanwhile (PostgreSQL), so that dialers claim one after the other."""
+    wall = utcnow()  # slots are real time, whatever clock judges the windows
     with sessions.begin() as db:
+        campaign = db.scalars(
+            select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+        ).one()
+        room = max_concurrent - _under_way(db, campaign_id, wall)
+        if room <= 0:
+            return []
+        is_due = (
+            Contact.status == "pending",
+            or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
+        )
         due = (
             select(Contact)
-            .where(
-                Contact.campaign_id == campaign_id,
-                Contact.status == "pending",
-                or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
-            )
+            .where(Contact.campaign_id == campaign_id, *is_due)
             .order_by(Contact.next_attempt_at.is_not(None), Contact.next_attempt_at, Contact.id)
-            .limit(limit)
+            .limit(room)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
         )
         taken = []
         for contact in db.scalars(due).all():
             took = db.execute(
                 update(Contact)
-                .where(Contact.id == contact.id, Contact.status == "pending")
-                .values(status="dialing", claimed_by=dialer)
+                .where(Contact.id == contact.id, *is_due)  # still: another may have had it
+                .values(status="dialing", claimed_by=dialer, claimed_at=wall)
+                .execution_options(synchronize_session=False)
             )
             if took.rowcount == 1:
                 taken.append(
@@ -167,7 +188,48 @@ def claim(
                         contact.callback_id,
                     )
                 )
+        if calls_per_second and taken:
+            gap = timedelta(seconds=1 / calls_per_second)
+            last = campaign.next_start_at
+            first = max(
+                wall, last.replace(tzinfo=UTC) if last and not last.tzinfo else last or wall
+            )
+            taken = [replace(c, start_at=first + n * gap) for n, c in enumerate(taken)]
+            campaign.next_start_at = first + len(taken) * gap
         return taken
+
+
+def _under_way(db: Session, campaign_id: int, wall: datetime) -> int:
+    """The campaign's contacts being dialled and its calls still going on (a call goes
+    on after its result: a person answered), by every dialer."""
+    recent = wall - STALE
+    dialling = db.scalar(
+        select(func.count()).where(
+            Contact.campaign_id == campaign_id,
+            Contact.status == "dialing",
+            Contact.claimed_at >= recent,
+        )
+    )
+    talking = db.scalar(
+        select(func.count()).where(
+            Attempt.campaign_id == campaign_id,
+            Attempt.call_id.is_not(None),
+            Attempt.result.is_not(None),
+            Attempt.ended_at.is_(None),
+            Attempt.started_at >= recent,
+        )
+    )
+    return (dialling or 0) + (talking or 0)
+
+
+def call_ended(sessions: sessionmaker[Session], attempt_id: int, at: datetime) -> None:
+    """The attempt's call is gone: it no longer counts against max_concurrent."""
+    with sessions.begin() as db:
+        db.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.ended_at.is_(None))
+            .values(ended_at=at)
+        )
 
 
 def release(sessions: sessionmaker[Session], contact_id: int, until: datetime | None) -> None:
@@ -255,7 +317,7 @@ def finish_attempt(
         contact = db.get(Contact, attempt.contact_id) if attempt else None
         if attempt is None or contact is None or attempt.result is not None:
             return  # finished already (e.g. by a restarted dialer): once only
-        attempt.result, attempt.ended_at, attempt.detail = result, now, detail
+        attempt.result, attempt.detail = result, detail
         again = retry_at(spec, result, contact.attempts, now)
         contact.last_result, contact.claimed_by, contact.next_attempt_at = result, None, again
         if result == "human":
@@ -270,11 +332,16 @@ def finish_attempt(
 
 def open_attempts(sessions: sessionmaker[Session], dialer: str) -> list[tuple[int, str, int]]:
     """(attempt id, call id, campaign id) of the calls this dialer placed and never saw
-    end: what it must resolve after a restart instead of dialling again."""
+    end (with a result or not): what it must resolve after a restart instead of
+    dialling again."""
     with sessions() as db:
         rows = db.execute(
             select(Attempt.id, Attempt.call_id, Attempt.campaign_id).where(
-                Attempt.dialer == dialer, Attempt.result.is_(None)
+                Attempt.dialer == dialer,
+                or_(
+                    Attempt.result.is_(None),
+                    and_(Attempt.call_id.is_not(None), Attempt.ended_at.is_(None)),
+                ),
             )
         ).all()
         return [(row.id, row.call_id or "", row.campaign_id) for row in rows]

@@ -256,6 +256,8 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active, paused
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When the next call may start, whichever dialer places it: calls_per_second.
+    next_start_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Contact(Base):
@@ -282,6 +284,7 @@ class Contact(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_result: Mapped[str | None] = mapped_column(String(16))
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dialer dialling it
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -301,7 +304,7 @@ class Attempt(Base):
     call_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the Linkedid
     dialer: Mapped[str] = mapped_column(String(64))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the call's end
     # human, machine, busy, no_answer, failed (cti/campaigns/spec.py), or blocked
     result: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(256), default="")
