@@ -190,10 +190,10 @@ def claim(
                 )
         if calls_per_second and taken:
             gap = timedelta(seconds=1 / calls_per_second)
-            last = campaign.next_start_at
-            first = max(
-                wall, last.replace(tzinfo=UTC) if last and not last.tzinfo else last or wall
-            )
+            last = campaign.next_start_at  # SQLite gives it back without its zone (UTC)
+            if last is not None and last.tzinfo is None:
+                last = last.replace(tzinfo=UTC)
+            first = wall if last is None else max(wall, last)
             taken = [replace(c, start_at=first + n * gap) for n, c in enumerate(taken)]
             campaign.next_start_at = first + len(taken) * gap
         return taken
