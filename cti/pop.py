@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -87,11 +87,6 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite gives back naive UTC; the page reads the time as an instant."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class PopBuilder:
     """The database side: customer cards, history, the journey kept in the store."""
 
@@ -143,7 +138,7 @@ class PopBuilder:
                 part = self._stored_part(db, found.origin_call_id, call.id)
                 original = {
                     "id": found.origin_call_id,
-                    "at": _iso(_aware(call.started_at)),
+                    "at": _iso(call.started_at),
                     "outcome": call.outcome,
                     "journey": self.journey(part, part["events"] if part else []),
                 }

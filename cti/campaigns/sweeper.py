@@ -101,8 +101,7 @@ def e164(raw: str | None) -> str | None:
 
 
 def _utc(moment: datetime) -> datetime:
-    """SQLite gives times back naive (they are stored in UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.astimezone(UTC)
 
 
 class Sweeper:

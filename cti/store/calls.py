@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
-    DateTime,
     Insert,
     Row,
     Table,
@@ -49,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.outcomes import CallFacts, durations, outcome
-from cti.store.models import Call, JourneyEvent, SurveyAnswer, utcnow
+from cti.store.models import Call, JourneyEvent, SurveyAnswer, UtcDateTime, utcnow
 from cti.store.spool import Spool, Write, shard_of, unavailable
 
 log = logging.getLogger("cti.calls")
@@ -180,7 +179,9 @@ def _positional(
     compiled = statement.compile(dialect=sqlite.dialect(), column_keys=list(columns))
     names = tuple(compiled.positiontup or ())
     types = [statement.table.c[name].type for name in names]
-    converts = [(at, _sqlite_time) for at, kind in enumerate(types) if isinstance(kind, DateTime)]
+    converts = [
+        (at, _sqlite_time) for at, kind in enumerate(types) if isinstance(kind, UtcDateTime)
+    ]
     converts += [(at, _json_text) for at, kind in enumerate(types) if isinstance(kind, JSON)]
     return compiled.string, names, tuple(converts)
 
@@ -298,7 +299,7 @@ def _settle_many() -> Update:
     )
 
 
-TIMES = frozenset(c.name for c in CALLS.c if isinstance(c.type, DateTime))
+TIMES = frozenset(c.name for c in CALLS.c if isinstance(c.type, UtcDateTime))
 
 
 def _revived(writes: list[Write]) -> list[Write]:

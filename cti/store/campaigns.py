@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -190,9 +190,7 @@ def claim(
                 )
         if calls_per_second and taken:
             gap = timedelta(seconds=1 / calls_per_second)
-            last = campaign.next_start_at  # SQLite gives it back without its zone (UTC)
-            if last is not None and last.tzinfo is None:
-                last = last.replace(tzinfo=UTC)
+            last = campaign.next_start_at
             first = wall if last is None else max(wall, last)
             taken = [replace(c, start_at=first + n * gap) for n, c in enumerate(taken)]
             campaign.next_start_at = first + len(taken) * gap
@@ -236,9 +234,7 @@ def release(sessions: sessionmaker[Session], contact_id: int, until: datetime | 
     """Give a claimed contact back without calling it: it waits for its calling window
     (`until`), or, with no window ahead, is finished as "expired"."""
     with sessions.begin() as db:
-        # In UTC: SQLite keeps a time's wall clock and drops its zone.
-        when = until.astimezone(UTC) if until is not None else None
-        values: dict[str, Any] = {"claimed_by": None, "next_attempt_at": when}
+        values: dict[str, Any] = {"claimed_by": None, "next_attempt_at": until}
         values["status"] = "pending" if until is not None else "expired"
         db.execute(update(Contact).where(Contact.id == contact_id).values(values))
 

@@ -30,10 +30,11 @@ from cti.store.customer_import import (
     LOOKUP_QUERIES,
     CustomerFileError,
     RowError,
-    _records,
     check_region,
+    csv_records,
     e164_of,
     header_columns,
+    row_fields,
 )
 from cti.store.models import Attempt, Contact, DoNotCall
 
@@ -211,7 +212,7 @@ def _read(path: Path, columns: Sequence[str], region: str, report: ContactReport
     rows: list[_Row] = []
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = _records(handle, path, report)  # (it needs only report.errors)
+            records = csv_records(handle, path, report.errors)
             header = next(records, None)
             if header is None:
                 report.errors.append(RowError(path, 1, "header", "the file is empty"))
@@ -253,13 +254,9 @@ def _row(
     def error(name: str, message: str) -> None:
         report.errors.append(RowError(path, line, name, message))
 
-    if len(values) > len(names):
-        error("row", f"{len(values)} fields, but the header has {len(names)}")
+    given = row_fields(line, names, values, MAX_LENGTH, path, report.errors)
+    if given is None:
         return None
-    given = dict(zip(names, (value.strip() for value in values), strict=False))
-    for name, limit in MAX_LENGTH.items():
-        if len(given.get(name, "")) > limit:
-            error(name, f"longer than {limit} characters")
     number = ""
     if not (raw := given.pop("number", "")):
         error("number", "is empty")
@@ -365,7 +362,6 @@ def export_contacts(db: Session, campaign_id: int, out: TextIO) -> tuple[int, in
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, datetime):  # SQLite gives back naive UTC
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat(timespec="seconds")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="seconds")
     return value

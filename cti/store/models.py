@@ -18,13 +18,35 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A time, stored in UTC and read back aware, on every database. PostgreSQL keeps
+    the zone itself; SQLite keeps a time's wall clock and drops its zone, so a time
+    goes in converted to UTC and comes back marked as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        """Times compared with a column are converted as its own are; `started_at +
+        timedelta` binds the timedelta as an interval, as DateTime does."""
+        return self if isinstance(value, datetime) else self.impl.coerce_compared_value(op, value)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and not value.tzinfo else value
 
 
 class Base(DeclarativeBase):
@@ -50,10 +72,8 @@ class Call(Base):
     caller_number: Mapped[str | None] = mapped_column(String(32))
     flow: Mapped[str | None] = mapped_column(String(64))
     flow_version: Mapped[str | None] = mapped_column(String(16))
-    started_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
-    ivr_ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    ivr_ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ivr_end: Mapped[str | None] = mapped_column(
         String(16)
     )  # contained, routed, abandoned_ivr, failed
@@ -63,14 +83,14 @@ class Call(Base):
     callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     survey_completed: Mapped[bool] = mapped_column(Boolean, default=False)
     queue: Mapped[str | None] = mapped_column(String(64))
-    queue_entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    agent_done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    queue_entered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    agent_done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     abandoned: Mapped[bool] = mapped_column(Boolean, default=False)
     transferred: Mapped[bool] = mapped_column(Boolean, default=False)
     hold_seconds: Mapped[float | None] = mapped_column(Float)  # in all, as Hold/Unhold add up
-    disposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disposed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     outcome: Mapped[str | None] = mapped_column(String(32), index=True)  # cti/outcomes.py
     ivr_seconds: Mapped[float | None] = mapped_column(Float)
     wait_seconds: Mapped[float | None] = mapped_column(Float)
@@ -96,7 +116,7 @@ class JourneyEvent(Base):
     # No index of its own: the unique (call_id, seq) index serves look-ups by call.
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
     node: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -115,7 +135,7 @@ class SurveyAnswer(Base):
     question: Mapped[str] = mapped_column(String(64))
     scale: Mapped[str] = mapped_column(String(16))  # the survey node's kind: scale5, nps, yesno...
     value: Mapped[str] = mapped_column(Text)
-    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class User(Base):
@@ -130,7 +150,7 @@ class User(Base):
     # The agent's queue member interface in Asterisk, e.g. PJSIP/1001: where pops go.
     interface: Mapped[str | None] = mapped_column(String(128), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 ROLES = ("agent", "supervisor", "ops")
@@ -145,7 +165,7 @@ class Customer(Base):
     name: Mapped[str] = mapped_column(String(128))
     tier: Mapped[str] = mapped_column(String(16), default="standard")
     language: Mapped[str | None] = mapped_column(String(8))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     accounts: Mapped[list[Account]] = relationship(
         back_populates="customer", cascade="all, delete-orphan", order_by="Account.id"
@@ -167,7 +187,7 @@ class Account(Base):
     balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     status: Mapped[str] = mapped_column(String(16), default="open")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="accounts")
 
@@ -192,7 +212,7 @@ class Order(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     status: Mapped[str] = mapped_column(String(32))
     eta: Mapped[date | None] = mapped_column(Date)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     customer: Mapped[Customer | None] = relationship(back_populates="orders")
 
@@ -207,10 +227,10 @@ class AgentLeg(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     linkedid: Mapped[str] = mapped_column(String(64), index=True)
     username: Mapped[str] = mapped_column(String(64))
-    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    answered_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     disposition: Mapped[str | None] = mapped_column(String(32))
     notes: Mapped[str | None] = mapped_column(Text)
-    disposed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disposed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Commitment(Base):
@@ -225,7 +245,7 @@ class Commitment(Base):
     due: Mapped[date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="open")  # open, kept, broken
     created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Callback(Base):
@@ -237,11 +257,11 @@ class Callback(Base):
     linkedid: Mapped[str | None] = mapped_column(String(64), index=True)  # the call that asked
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     number: Mapped[str] = mapped_column(String(20))
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
     reason: Mapped[str] = mapped_column(String(256), default="")
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, cancelled
     created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class Campaign(Base):
@@ -255,9 +275,9 @@ class Campaign(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # CampaignSpec, as JSON
     status: Mapped[str] = mapped_column(String(16), default="active")  # active, paused
     created_by: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # When the next call may start, whichever dialer places it: calls_per_second.
-    next_start_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_start_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Contact(Base):
@@ -281,11 +301,11 @@ class Contact(Base):
     # pending -> dialing -> pending (retry) | done (reached) | exhausted | blocked (DNC)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_result: Mapped[str | None] = mapped_column(String(16))
     claimed_by: Mapped[str | None] = mapped_column(String(64))  # the dialer dialling it
-    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 Index("ix_campaign_contacts_due", Contact.campaign_id, Contact.status, Contact.next_attempt_at)
@@ -303,8 +323,8 @@ class Attempt(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     call_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # the Linkedid
     dialer: Mapped[str] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the call's end
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the call's end
     # human, machine, busy, no_answer, failed (cti/campaigns/spec.py), or blocked
     result: Mapped[str | None] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(256), default="")
@@ -320,4 +340,4 @@ class DoNotCall(Base):
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(16))  # import, survey, agent, ops
     note: Mapped[str] = mapped_column(String(256), default="")
-    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
