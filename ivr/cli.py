@@ -72,11 +72,7 @@ def cmd_customers_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"ivr customers import: {exc}", file=sys.stderr)
         return 2
     if report.errors:
-        for error in report.errors:
-            print(error, file=sys.stderr)
-        count = len(report.errors)
-        print(f"nothing imported: {count} error{'s' * (count != 1)}", file=sys.stderr)
-        return 1
+        return _refused(report.errors)
     print(f"imported {report.customers} customers ({report.phones} phone numbers) from {args.file}")
     return 0
 
@@ -508,14 +504,18 @@ def cmd_campaign_resume(settings: Settings, args: argparse.Namespace) -> int:
     return _set_status(settings, args.name, "active", "resumed")
 
 
+def _refused(errors: list[Any]) -> int:
+    """An import's errors on stderr, each FILE:LINE: field: message; exit status 1."""
+    for error in errors:
+        print(error, file=sys.stderr)
+    print(f"nothing imported: {len(errors)} error{'s' * (len(errors) != 1)}", file=sys.stderr)
+    return 1
+
+
 def _print_import(report: Any, what: str, file: str) -> int:
     """The errors (exit 1, nothing imported), or the counts and each skipped row."""
     if report.errors:
-        for error in report.errors:
-            print(error, file=sys.stderr)
-        count = len(report.errors)
-        print(f"nothing imported: {count} error{'s' * (count != 1)}", file=sys.stderr)
-        return 1
+        return _refused(report.errors)
     skipped = len(report.skipped)
     print(f"added {report.added} {what} from {file}; skipped {skipped}")
     for row in report.skipped:

@@ -20,6 +20,7 @@ from cti.store.users import add_user
 from tests.conftest import Sandbox
 from tests.support.service import ServiceProcess, own_plans
 from tests.support.web import WebUser
+from tests.test_dialer_calls import ALWAYS
 
 PASSWORD = "a long enough password"
 CALLER = "+12025550600"  # [ivr-callee]: answers a callback by pressing 1, stays 30 s
@@ -58,24 +59,10 @@ def test_a_callback_asked_for_in_the_ivr_rings_an_agent_whose_pop_shows_why(
     asterisk: Sandbox, place_call, tmp_path: Path
 ) -> None:
     _, env = own_plans(tmp_path, **{"callback_test.yaml": PLAN})
-    env |= {
-        "IVR_AMI__ENABLED": "true",
-        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
-        "IVR_DIALER__CHANNEL": "Local/{number}@ivr-callee",
-        "IVR_DIALER__POLL_SECONDS": "0.5",
-        "IVR_CAMPAIGNS__CALLBACKS": "callbacks",
-        "IVR_CAMPAIGNS__SWEEP_SECONDS": "1",
-    }
-    service = ServiceProcess(tmp_path, env).start()
+    env |= {"IVR_CAMPAIGNS__CALLBACKS": "callbacks", "IVR_CAMPAIGNS__SWEEP_SECONDS": "1"}
+    spec = CampaignSpec(name="callbacks", kind="callback", entry="cb_call", windows=ALWAYS)
+    service, sessions, agent, _ = callbacks_with_an_agent(asterisk, tmp_path, env, spec)
     try:
-        sessions = session_factory(make_engine(service.db_url))
-        always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-        spec = CampaignSpec(name="callbacks", kind="callback", entry="cb_call", windows=always)
-        store.create(sessions, spec, "test")
-        add_user(sessions, "cbagent", PASSWORD, "agent", "Local/cbagent@ivr-agent/n")
-        agent = WebUser(service.web_url, "cbagent", PASSWORD)
-        agent.listen()
-
         place_call("5554001", hold=1, caller_id=CALLER, agi_server=service.agi_server)
         ringing = agent.next_event("pop", lambda event: event["state"] == "ringing")
     finally:
@@ -107,22 +94,11 @@ def test_an_agent_first_callback_rings_the_agent_then_puts_the_customer_through(
 ) -> None:
     """A campaign with an agent_queue calls an agent of the queue first; their pop says
     why we call; once they answer, the customer is dialled and answers."""
-    env = {
-        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
-        "IVR_DIALER__CHANNEL": "Local/{number}@ivr-callee",
-        "IVR_DIALER__POLL_SECONDS": "0.5",
-    }
-    service = ServiceProcess(tmp_path, env).start()
+    spec = CampaignSpec(
+        name="quotes", kind="callback", agent_queue="callback-agent", windows=ALWAYS
+    )
+    service, sessions, agent, campaign_id = callbacks_with_an_agent(asterisk, tmp_path, {}, spec)
     try:
-        sessions = session_factory(make_engine(service.db_url))
-        always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-        spec = CampaignSpec(
-            name="quotes", kind="callback", agent_queue="callback-agent", windows=always
-        )
-        campaign_id = store.create(sessions, spec, "test")
-        add_user(sessions, "cbagent", PASSWORD, "agent", "Local/cbagent@ivr-agent/n")
-        agent = WebUser(service.web_url, "cbagent", PASSWORD)
-        agent.listen()
         with sessions.begin() as db:
             store.add_contact(db, campaign_id, CALLER, "import", reason="promised a quote")
         ringing = agent.next_event("pop", lambda event: event["state"] == "ringing")
@@ -135,6 +111,27 @@ def test_an_agent_first_callback_rings_the_agent_then_puts_the_customer_through(
     callback = ringing["pop"]["callback"]
     assert (callback["campaign"], callback["reason"]) == ("quotes", "promised a quote")
     assert (contact.attempts, contact.last_result) == (1, "human")
+
+
+def callbacks_with_an_agent(
+    asterisk: Sandbox, tmp_path: Path, env: dict[str, str], spec: CampaignSpec
+) -> tuple[ServiceProcess, sessionmaker[Session], WebUser, int]:
+    """`ivr serve` dialling the sandbox's callees, the campaign `spec`, and the agent of
+    the callback-agent queue's phone logged in and listening for pops."""
+    env = {  # own_plans' env turns AMI off: on here
+        **env,
+        "IVR_AMI__ENABLED": "true",
+        "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value(),
+        "IVR_DIALER__CHANNEL": "Local/{number}@ivr-callee",
+        "IVR_DIALER__POLL_SECONDS": "0.5",
+    }
+    service = ServiceProcess(tmp_path, env).start()
+    sessions = session_factory(make_engine(service.db_url))
+    campaign_id = store.create(sessions, spec, "test")
+    add_user(sessions, "cbagent", PASSWORD, "agent", "Local/cbagent@ivr-agent/n")
+    agent = WebUser(service.web_url, "cbagent", PASSWORD)
+    agent.listen()
+    return service, sessions, agent, campaign_id
 
 
 def contacts_of(sessions: sessionmaker[Session]) -> list[Contact]:

@@ -206,16 +206,22 @@ class Dialer:
         Asterisk no longer has them, ended, and (those without a result) judged from
         the outcome log (the IVR ran: a person answered); never dialled again as the
         same attempt."""
-        store.unclaim_undialled(self.sessions, self.name)
-        for attempt, call_id, campaign_id in store.open_attempts(self.sessions, self.name):
-            with self.sessions() as db:
-                campaign = db.get(Campaign, campaign_id)
-            if campaign is None:
-                continue
-            spec = CampaignSpec.model_validate(campaign.spec)
+        for attempt, call_id, spec in await asyncio.to_thread(self._left_open):
             task = asyncio.create_task(self._resolve(attempt, call_id, spec))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    def _left_open(self) -> list[tuple[int, str, CampaignSpec]]:
+        """Contacts claimed and never dialled go back; the calls placed and never seen
+        to end, with their campaigns' settings."""
+        store.unclaim_undialled(self.sessions, self.name)
+        found = []
+        with self.sessions() as db:
+            for attempt, call_id, campaign_id in store.open_attempts(self.sessions, self.name):
+                campaign = db.get(Campaign, campaign_id)
+                if campaign is not None:
+                    found.append((attempt, call_id, CampaignSpec.model_validate(campaign.spec)))
+        return found
 
     async def _resolve(self, attempt: int, call_id: str, spec: CampaignSpec) -> None:
         while call_id and await self.placer.live(call_id):

@@ -143,7 +143,7 @@ def _read(path: Path, region: str, report: ImportReport) -> list[_Row]:
     rows: list[_Row] = []
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = _records(handle, path, report)
+            records = csv_records(handle, path, report.errors)
             header = next(records, None)
             if header is None:
                 report.errors.append(RowError(path, 1, "header", "the file is empty"))
@@ -170,7 +170,9 @@ def _read(path: Path, region: str, report: ImportReport) -> list[_Row]:
     return rows
 
 
-def _records(handle: TextIO, path: Path, report: ImportReport) -> Iterator[tuple[int, list[str]]]:
+def csv_records(
+    handle: TextIO, path: Path, errors: list[RowError]
+) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of each non-blank CSV record; a quoted field may span lines."""
     reader = csv.reader(handle)
     line = 1
@@ -180,11 +182,32 @@ def _records(handle: TextIO, path: Path, report: ImportReport) -> Iterator[tuple
         except StopIteration:
             return
         except csv.Error as exc:
-            report.errors.append(RowError(path, reader.line_num, "csv", str(exc)))
+            errors.append(RowError(path, reader.line_num, "csv", str(exc)))
             return
         if any(value.strip() for value in values):
             yield line, values
         line = reader.line_num + 1
+
+
+def row_fields(
+    line: int,
+    columns: list[str],
+    values: list[str],
+    max_length: dict[str, int],
+    path: Path,
+    errors: list[RowError],
+) -> dict[str, str] | None:
+    """A record's values by column, stripped; None when it has more fields than the
+    header (its values mean nothing). Over-long values go to `errors`."""
+    if len(values) > len(columns):
+        message = f"{len(values)} fields, but the header has {len(columns)}"
+        errors.append(RowError(path, line, "row", message))
+        return None
+    given = dict(zip(columns, (value.strip() for value in values), strict=False))
+    for name, limit in max_length.items():
+        if len(given.get(name, "")) > limit:
+            errors.append(RowError(path, line, name, f"longer than {limit} characters"))
+    return given
 
 
 def header_columns(
@@ -221,13 +244,9 @@ def _row(
     def error(name: str, message: str) -> None:
         report.errors.append(RowError(path, line, name, message))
 
-    if len(values) > len(columns):
-        error("row", f"{len(values)} fields, but the header has {len(columns)}")
+    given = row_fields(line, columns, values, MAX_LENGTH, path, report.errors)
+    if given is None:
         return None
-    given = dict(zip(columns, (v.strip() for v in values), strict=False))
-    for name, limit in MAX_LENGTH.items():
-        if len(given.get(name, "")) > limit:
-            error(name, f"longer than {limit} characters")
     if not given.get("name"):
         error("name", "is empty")
     balance = Decimal("0")
