@@ -15,13 +15,27 @@ often), the others known by their number only; every call has a caller number. E
 of a flow has a journey of three or four steps (welcome, main menu, where it ended; a
 few go through a subflow), as the drop-off chart reads them; 5,000 commitments.
 
-Then the reports page's `build` (cti/web/reports.py), in a session of its own as the
-page runs it: `breakdowns` (the KPIs in all, by hour and by day, from one pass),
+The page reads the 15-minute interval rollups (cti/reports/intervals.py: the KPIs' sums
+and the drop-off per node) where they are up to date. The fill bypasses the database's
+triggers, so the rollups are then built from scratch by the refresher (timed). Then the
+reports page's `build` (cti/web/reports.py), in a session of its own as the page runs
+it: `breakdowns` (the KPIs in all, by hour and by day, from one pass),
 `commitments_past_due`, `dropoff`, and the charts; each call timed where the page makes
 it. The goal, 1 s month-wide, is for the dashboard: the KPIs and commitments; the whole
-page is printed too. Over the month and over its last 7 days (the page's default), in
-alternating rounds after one that warms the cache, medians. The CSV export by day (`kpis`
-by day in a session of its own, then `to_csv`) is timed in the same rounds.
+page is printed too. Three states of the log, each over the month and over its last 7
+days (the page's default), in alternating rounds after one that warms the cache,
+medians:
+
+- rolled up: the refresher has run since the last write;
+- live: LIVE_CALLS calls written through the log (CallLog) in the last hour of the month
+  since the refresher's last round (some minutes of a busy center): their intervals,
+  and for the KPIs those their customers' earlier answered calls are in, are read from
+  the calls;
+- from the calls: every interval read from the calls (the dashboard under thresholds
+  other than the rollups'), as before the rollups.
+
+The CSV export by day (`kpis` by day in a session of its own, then `to_csv`) is timed in
+the same rounds.
 """
 
 from __future__ import annotations
@@ -32,14 +46,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session
 
+from cti.reports import intervals
 from cti.reports.export import to_csv
 from cti.reports.kpis import kpis
+from cti.store.calls import CallLog
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.web import reports
 from cti.web.reports import Filters, build
@@ -58,6 +75,7 @@ FIRST = date(2026, 11, 1)
 DAYS = 30
 LAST = FIRST + timedelta(days=DAYS - 1)
 ROUNDS = 5
+LIVE_CALLS = 300  # written since the refresher's last round
 GOAL = 1.0  # seconds, the month's dashboard
 TIMEOUT = "60s"  # statement_timeout of the timed sessions
 LOAD_TIMEOUT = "300s"  # of the load's statements
@@ -497,13 +515,13 @@ def timing(took: dict[str, float]) -> Iterator[None]:
             setattr(reports, name, call)
 
 
-def page(schema: Schema, filters: Filters) -> dict[str, float]:
+def page(schema: Schema, filters: Filters, settings: ReportSettings) -> dict[str, float]:
     """The reports page's `build` in a session of its own: seconds per step; `charts` is
     the rest (the charts drawn, the tiles)."""
     took: dict[str, float] = {}
     with schema.session() as db, timing(took):
         began = time.perf_counter()
-        report = build(db, filters, SETTINGS, TODAY)
+        report = build(db, filters, settings, TODAY)
         total = time.perf_counter() - began
     assert report.total is not None and report.total.calls > 0
     took["charts"] = total - sum(took.values())
@@ -512,36 +530,62 @@ def page(schema: Schema, filters: Filters) -> dict[str, float]:
     return took
 
 
-def export_by_day(schema: Schema, filters: Filters) -> dict[str, float]:
+def export_by_day(schema: Schema, filters: Filters, settings: ReportSettings) -> dict[str, float]:
     """The CSV export by day as the page's export runs it: kpis in a session of its own,
     then to_csv."""
-    zone = SETTINGS.zone()
+    zone = settings.zone()
     with schema.session() as db:
         began = time.perf_counter()
-        rows = kpis(db, filters.period(zone), SETTINGS.thresholds(), zone, by="day")
+        rows = kpis(db, filters.period(zone), settings.thresholds(), zone, by="day")
         queried = time.perf_counter()
         to_csv(rows)
         done = time.perf_counter()
     return {"export kpis by day": queried - began, "to_csv": done - queried}
 
 
-def measure(schema: Schema, rounds: int = ROUNDS) -> dict[str, dict[str, list[float]]]:
+def measure(
+    schema: Schema, settings: ReportSettings, rounds: int = ROUNDS
+) -> dict[str, dict[str, list[float]]]:
     """Alternating rounds, month then 7 days, after one round that warms the cache."""
     found: dict[str, dict[str, list[float]]] = {name: {} for name in PERIODS}
     for round_ in range(rounds + 1):
         for name, filters in PERIODS.items():
-            took = page(schema, filters) | export_by_day(schema, filters)
+            took = page(schema, filters, settings) | export_by_day(schema, filters, settings)
             if round_:
                 for step, seconds in took.items():
                     found[name].setdefault(step, []).append(seconds)
     return found
 
 
-def report(found: dict[str, dict[str, list[float]]]) -> None:
+def live_calls(schema: Schema) -> None:
+    """LIVE_CALLS answered calls in the month's last hour, through the log as the
+    service writes them, some of them known customers calling again."""
+    log = CallLog(schema.sessions)
+    end = datetime.combine(LAST + timedelta(days=1), datetime.min.time(), ZoneInfo(ZONE))
+    for n in range(LIVE_CALLS):
+        start = (end - timedelta(minutes=60 - n * 55 / LIVE_CALLS)).astimezone(UTC)
+        answer = start + timedelta(seconds=40)
+        done = answer + timedelta(seconds=120)
+        facts = {
+            "started_at": start, "kind": "inbound", "flow": "customer_service",
+            "caller_number": f"+1555{n * 397 % CUSTOMERS:07d}", "queue": "support",
+            "queue_entered_at": start + timedelta(seconds=20), "answered_at": answer,
+            "agent": "agent001", "agent_done_at": done, "ended_at": done,
+            "ivr_end": "routed", "route": "queue:support", "ivr_ended_at": answer,
+        }  # fmt: skip
+        if n % 2:
+            facts["customer_id"] = 1 + n * 397 % CUSTOMERS
+        log.submit(log.facts_write(f"live.{n}", facts))
+    log.flush()
+
+
+def report(found: dict[str, dict[str, list[float]]], state: str) -> None:
     for name, times in found.items():
         filters = PERIODS[name]
         rounds = len(times["page"])
-        print(f"  {name} ({filters.first} to {filters.last}), medians of {rounds} rounds, s")
+        print(
+            f"  {state}: {name} ({filters.first} to {filters.last}), medians of {rounds} rounds, s"
+        )
         for step in (*STEPS, "page", "dashboard", "export kpis by day", "to_csv"):
             label = {
                 "page": "page: build() in all",
@@ -568,7 +612,36 @@ def run() -> None:
         took = schema.fill()
         print("  filled in " + ", ".join(f"{label} {t:.1f} s" for label, t in took.items()))
         print("  rows: " + ", ".join(f"{table} {n:,}" for table, n in schema.counts().items()))
-        report(measure(schema))
+        thresholds = SETTINGS.thresholds()
+        began = time.perf_counter()
+        written = intervals.refresh(schema.sessions, thresholds)
+        print(f"  rollups built from scratch: {written:,} intervals in "
+              f"{time.perf_counter() - began:.1f} s")  # fmt: skip
+        dashboards: dict[str, float] = {}
+        rolled = measure(schema, SETTINGS)
+        report(rolled, "rolled up")
+        live_calls(schema)
+        with schema.session() as db:
+            marks = len(intervals.pending(db))
+            stale = len(intervals.stale(db, thresholds, intervals.pending(db)))
+        print(f"  {LIVE_CALLS} calls written since the last refresh: {marks} marks, "
+              f"{stale} stale intervals")  # fmt: skip
+        live = measure(schema, SETTINGS)
+        report(live, "live")
+        began = time.perf_counter()
+        written = intervals.refresh(schema.sessions, thresholds)
+        print(f"  the refresher's round after them: {written} intervals in "
+              f"{time.perf_counter() - began:.2f} s")  # fmt: skip
+        other = SETTINGS.model_copy(update={"service_level_seconds": 30.0})
+        from_calls = measure(schema, other, rounds=3)
+        report(from_calls, "from the calls")
+        for state, found in (("rolled up", rolled), ("live", live), ("from the calls", from_calls)):
+            for name, times in found.items():
+                dashboards[f"{state}, {name}"] = statistics.median(times["dashboard"])
+        print("  dashboard medians, s: " + ", ".join(f"{k} {v:.3f}" for k, v in dashboards.items()))
+        for name in PERIODS:
+            ratio = dashboards[f"from the calls, {name}"] / dashboards[f"live, {name}"]
+            print(f"  ratio dashboard from the calls / live, {name}: {ratio:.1f}")
     finally:
         schema.drop()
 

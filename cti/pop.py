@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -267,11 +267,16 @@ class ScreenPops:
     """The live side: follows the tracker's ``call.*`` events and sends ``pop`` events.
 
     Nothing here makes the event stream wait: each call's pop events go out from a task
-    of their own, in the order of that call's events."""
+    of their own, in the order of that call's events. `live`: the Linkedids Asterisk
+    carries now (the tracker's): after an AMI gap, the calls that ended meanwhile end
+    on the agents' screens too."""
 
-    def __init__(self, bus: Bus, builder: PopBuilder) -> None:
+    def __init__(
+        self, bus: Bus, builder: PopBuilder, live: Callable[[], Collection[str]] = frozenset
+    ) -> None:
         self.bus = bus
         self.builder = builder
+        self.live = live
         self.pops: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.answered: dict[str, str] = {}  # linkedid -> interface of the agent on it
         # linkedid -> agents whose pop shows it ringing. Asterisk cancels the other phones
@@ -301,6 +306,8 @@ class ScreenPops:
         return task
 
     async def _on_call(self, topic: str, call: dict[str, Any]) -> None:
+        if topic == "ami.resynced":
+            self._gone(set(self.live()))
         if not topic.startswith("call."):
             return
         linkedid, agent = call["linkedid"], call.get("agent")
@@ -328,6 +335,16 @@ class ScreenPops:
             self._in_order(linkedid, self._end(call, sorted(told)))
             if topic == "call.ended":
                 self.pops.pop(linkedid, None)
+
+    def _gone(self, live: set[str]) -> None:
+        """End the pops of the calls Asterisk no longer has (their end went unseen)."""
+        for linkedid in (self.pops.keys() | self.answered.keys() | self.rung.keys()) - live:
+            told = self.rung.pop(linkedid, set())
+            if linkedid in self.answered:
+                told.add(self.answered.pop(linkedid))
+            self.pops.pop(linkedid, None)
+            call = {"linkedid": linkedid, "state": "ended"}
+            self._in_order(linkedid, self._end(call, sorted(told)))
 
     def _in_order(self, linkedid: str, work: Coroutine[Any, Any, None]) -> None:
         previous = self.sending.get(linkedid)

@@ -129,6 +129,9 @@ class ReportSettings(_Section):
     repeat_hours: float = Field(
         72.0, gt=0, le=8784, description="Another call of the customer within this is a repeat."
     )
+    rollup_seconds: float = Field(
+        30.0, gt=0, description="How often `ivr serve` brings the KPI interval rollups up to date."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Collection
 from typing import Any
 
 import uvicorn
@@ -27,6 +28,7 @@ from cti.campaigns import sweeper
 from cti.campaigns.dialer import Dialer
 from cti.pop import PopBuilder, ScreenPops
 from cti.recorder import Recorder
+from cti.reports import intervals
 from cti.store.calls import CallLog
 from cti.store.db import current_revision, head_revision, make_engine, session_factory
 from cti.store.directory import Directory
@@ -66,7 +68,7 @@ class Service:
         check_schema(self.engine)
         self.sessions = session_factory(self.engine)
         self.plan = LivePlan(settings.paths.dialplans, settings.paths.prompts)
-        self.calls = CallLog(self.sessions, Spool(settings.paths.spool))
+        self.calls = CallLog(self.sessions, Spool(settings.paths.spool), settings.cti.region)
         self.directory = Directory(self.sessions)
         self.parked = ParkedCalls()
         self.bus = make_bus(
@@ -92,8 +94,9 @@ class Service:
         if settings.ami.enabled:
             self.ami = AmiBridge(settings.ami, self.bus, self.tracker, self.agents)
             cti = settings.cti
-            ScreenPops(self.bus, PopBuilder(self.sessions, cti.region, cti.history))
-            self.recorder = Recorder(self.bus, self.calls, lambda: self.tracker.calls.keys())
+            pops = PopBuilder(self.sessions, cti.region, cti.history)
+            ScreenPops(self.bus, pops, self._live_calls)
+            self.recorder = Recorder(self.bus, self.calls, self._live_calls)
             if settings.dialer.enabled:
                 agi_server = settings.dialer.agi_server  # '': ours, once it listens
                 self.dialer = make_dialer(settings, self.ami, self.sessions, self.calls, agi_server)
@@ -122,6 +125,10 @@ class Service:
         )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
+
+    def _live_calls(self) -> Collection[str]:
+        """The Linkedids Asterisk carries now, as the tracker last heard (resync)."""
+        return self.tracker.calls.keys()
 
     async def _on_call(self, request: AgiRequest) -> None:
         call = AgiCall(
@@ -192,6 +199,9 @@ class Service:
         replayer = asyncio.create_task(self._replay_spool())
         contacts = sweeper.Sweeper(self.sessions, self.settings.campaigns)
         sweeping = asyncio.create_task(sweeper.run(contacts, self.settings.campaigns.sweep_seconds))
+        reports = self.settings.reports
+        rollups = intervals.run(self.sessions, reports.thresholds(), reports.rollup_seconds)
+        rolling_up = asyncio.create_task(rollups)
         if self.ami:
             await self.ami.start()
         dialing = asyncio.create_task(self.dialer.run()) if self.dialer else None
@@ -206,6 +216,7 @@ class Service:
         watcher.cancel()
         replayer.cancel()
         sweeping.cancel()
+        rolling_up.cancel()
         if dialing and self.dialer:  # no new calls; the ones going on finish with the rest
             dialing.cancel()
             await asyncio.wait(
@@ -253,7 +264,7 @@ def run_dialer(settings: Settings) -> int:
         print(f"ivr dialer: {exc}", file=sys.stderr)
         return 2
     sessions = session_factory(engine)
-    calls = CallLog(sessions, Spool(settings.paths.spool))
+    calls = CallLog(sessions, Spool(settings.paths.spool), settings.cti.region)
 
     async def run() -> None:
         ami = AmiBridge(settings.ami, InProcessBus())

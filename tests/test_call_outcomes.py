@@ -11,6 +11,7 @@ own: the ``silent`` caller of ``[ivr-caller]`` leaves after CALLER_HOLD seconds.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
-from cti.store.models import Call
+from cti.store.db import make_engine, session_factory
+from cti.store.models import Call, KpiInterval
 from tests.conftest import Sandbox
 from tests.support.service import ServiceProcess, own_plans
 
@@ -85,6 +88,7 @@ def line(asterisk: Sandbox, tmp_path: Path) -> Iterator[ServiceProcess]:
     """`ivr serve` on this test's plan, with AMI on: Asterisk's side of the log too."""
     _plans, env = own_plans(tmp_path, **{"outcomes.yaml": PLAN})
     env |= {"IVR_AMI__ENABLED": "true", "IVR_AMI__SECRET": asterisk.ami.secret.get_secret_value()}
+    env["IVR_REPORTS__ROLLUP_SECONDS"] = "0.5"
     service = ServiceProcess(tmp_path, env).start()
     yield service
     assert service.stop() == 0, service.log()
@@ -167,6 +171,30 @@ def test_one_call_to_each_outcome(line: ServiceProcess, place_call: Callable) ->
     callback = next(e for e in later.journey if e.kind == "callback")
     assert (callback.node, callback.data.get("reason")) == ("later", "after_hours")
 
+    # The service's refresher rolls the calls up into the KPI intervals.
+    queues = rolled_up(line)
+    assert (queues.get("outcomes-agent"), queues.get("outcomes-empty")) == ((1, 1, 0), (1, 0, 1))
+
 
 def steps(call: Call) -> list[tuple[str, Any]]:
     return [(e.kind, e.node) for e in call.journey]
+
+
+def rolled_up(service: ServiceProcess, timeout: float = 20) -> dict[str, tuple[int, int, int]]:
+    """(calls, answered, abandoned in the queue) of the service's interval rollups by
+    queue, once the refresher has rolled up both of this test's queues."""
+    sessions = session_factory(make_engine(service.db_url))
+    i = KpiInterval
+    by_queue = select(
+        i.queue,
+        func.sum(i.calls),
+        func.sum(i.outcome_answered),
+        func.sum(i.outcome_abandoned_queue),
+    ).group_by(i.queue)
+    deadline = time.monotonic() + timeout
+    while True:
+        with sessions() as db:
+            found = {queue: tuple(sums) for queue, *sums in db.execute(by_queue)}
+        if {"outcomes-agent", "outcomes-empty"} <= set(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)

@@ -53,6 +53,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.reports import intervals
 from cti.reports.export import to_csv, to_json, to_table
 from cti.reports.kpis import (
     DIMENSIONS,
@@ -60,15 +61,13 @@ from cti.reports.kpis import (
     Period,
     Thresholds,
     _bucket_width,
-    _Grouping,
     _kpis,
-    _Parts,
-    _Query,
     _roll_up,
     breakdowns,
     commitments_past_due,
     kpis,
 )
+from cti.reports.parts import Grouping, Parts, PartsQuery
 from cti.store.calls import CallLog
 from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Callback, Commitment, Customer, SurveyAnswer
@@ -260,9 +259,15 @@ def seed(sessions: sessionmaker[Session]) -> None:
                               created_by="ana"))  # fmt: skip
 
 
-@pytest.fixture
-def db(sessions: sessionmaker[Session]) -> Any:
+@pytest.fixture(params=["from the calls", "from the interval rollups"])
+def db(request: pytest.FixtureRequest, sessions: sessionmaker[Session]) -> Any:
+    """The fixture calls, read as they are written (every interval stale) or after the
+    refresher has rolled every interval up: the same figures either way."""
     seed(sessions)
+    if request.param == "from the interval rollups":
+        assert intervals.refresh(sessions, THRESHOLDS) > 0
+        with sessions() as session:
+            assert intervals.pending(session) == []
     with sessions() as session:
         yield session
 
@@ -460,7 +465,7 @@ def test_hours_from_utc_buckets_are_the_local_hours(db: Session, zone: str) -> N
     period = Period(datetime(2025, 11, 1, tzinfo=tz), datetime(2025, 11, 4, tzinfo=tz))
     assert _bucket_width(tz) == (3600 if zone == "America/New_York" else 900)
     for by in ("hour", "day"):
-        per_call = _Query(db, period, THRESHOLDS, _Grouping("local", by, zone=zone)).parts()
+        per_call = PartsQuery(db, period, THRESHOLDS, Grouping("local", by, zone=zone)).parts()
         expected = sorted((_kpis(group, parts) for group, parts in per_call.items()),
                           key=lambda row: row.group or "")  # fmt: skip
         assert kpis(db, period, THRESHOLDS, tz, by=by) == expected
@@ -469,7 +474,7 @@ def test_hours_from_utc_buckets_are_the_local_hours(db: Session, zone: str) -> N
 def test_buckets_across_the_end_of_daylight_saving_time_roll_up() -> None:
     """01:00-01:59 EDT and 01:00-01:59 EST are two UTC hours of one local hour."""
     first = int(datetime(2025, 11, 2, 5, tzinfo=UTC).timestamp()) // 3600
-    buckets = {first: _Parts(calls=1), first + 1: _Parts(calls=2), first + 2: _Parts(calls=4)}
+    buckets = {first: Parts(calls=1), first + 1: Parts(calls=2), first + 2: Parts(calls=4)}
     hours = _roll_up(buckets, 3600, NY, "hour")
     assert hours is not None
     assert {hour: parts.calls for hour, parts in hours.items()} == {"01": 3, "02": 4}

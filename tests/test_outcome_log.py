@@ -190,6 +190,19 @@ def test_a_caller_who_hung_up_before_the_ivr_wrote_anything(log: CallLog) -> Non
     assert (found.outcome, found.entry, found.caller_number) == ("failed", None, "+14155550100")
 
 
+def test_caller_numbers_are_kept_in_e164_whichever_side_reports_them(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A national caller ID is read in the center's region; one with no digits is none."""
+    log = CallLog(sessions, region="GB")
+    log.save(ivr_part("1806.1", started_at=at(0), caller_number="020 7946 0018"), "contained",
+             "hangup", True)  # fmt: skip
+    log.record("1806.2", {"started_at": at(0), "caller_number": "+33 1 42 68 53 00"})
+    log.record("1806.3", {"started_at": at(0), "caller_number": "anonymous"})
+    numbers = [row(sessions, call).caller_number for call in ("1806.1", "1806.2", "1806.3")]
+    assert numbers == ["+442079460018", "+33142685300", None]
+
+
 def test_after_an_ami_gap_the_reconciler_closes_calls_asterisk_no_longer_has(
     log: CallLog,
 ) -> None:

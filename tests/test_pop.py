@@ -589,3 +589,34 @@ def test_in_a_ringall_queue_the_agents_who_did_not_answer_lose_the_pop(
         (BOB, "answered"),
         (BOB, "ended"),
     ]
+
+
+def test_calls_that_ended_during_an_ami_gap_end_on_the_agents_screens(
+    sessions: sessionmaker[Session],
+) -> None:
+    """After a resync, the pops of calls Asterisk no longer has end (their end went
+    unseen), at the agent on the call and at the one still ringing; nothing is kept."""
+    add_customer(sessions, "Ana Lopez", ANA_ACCOUNT, ANA_PHONE)
+    bus = InProcessBus()
+    live = {LINKEDID, "1900.1"}
+    pops = ScreenPops(bus, PopBuilder(sessions, "US", 5), lambda: live)
+    desks = Desks(bus, pops)
+    other = {"linkedid": "1900.1", "caller": "4155550123", "queue": "support"}
+
+    async def scenario() -> list[list[tuple[str, str]]]:
+        await bus.publish("call.ringing", tracked("ringing", (ALICE,)) | {"agent": ALICE})
+        await bus.publish("call.answered", tracked("answered", agent=ALICE) | {"agent": ALICE})
+        await bus.publish("call.ringing", other | {"state": "ringing", "agent": BOB})
+        first = await desks.take()
+        await bus.publish("ami.resynced", {"resyncs": 1})  # both still there
+        unchanged = await desks.take()
+        live.clear()  # both ended while the AMI connection was down
+        await bus.publish("ami.resynced", {"resyncs": 2})
+        return [first, unchanged, await desks.take()]
+
+    first, unchanged, after = asyncio.run(scenario())
+    assert [e for e in first if e[0] == ALICE] == [(ALICE, "ringing"), (ALICE, "answered")]
+    assert [e for e in first if e[0] == BOB] == [(BOB, "ringing")]  # calls go side by side
+    assert unchanged == []
+    assert sorted(after) == [(ALICE, "ended"), (BOB, "ended")]
+    assert (pops.pops, pops.answered, pops.rung, pops.sending) == ({}, {}, {}, {})

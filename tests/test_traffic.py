@@ -4,14 +4,19 @@ is worked out by hand from the calls below."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cti.reports import intervals
+from cti.reports.parts import Period, Thresholds
 from cti.reports.traffic import FlowTraffic, NodeDropoff, dropoff, node_traffic
 from cti.store.calls import CallLog, IvrPart
+from cti.store.models import NodeInterval
 
 DAY = datetime(2025, 6, 2, tzinfo=UTC)  # the period: [DAY, DAY + 1 day)
 NEXT_DAY = DAY + timedelta(days=1)
@@ -240,3 +245,38 @@ def test_the_dropoff_of_the_calls_of_one_queue(log: CallLog) -> None:
         NodeDropoff("support", "tech", 1, 0, 0, 0.0),
         NodeDropoff("support", "verify", 1, 0, 0, 0.0),
     ]
+
+
+def test_the_dropoff_from_the_interval_rollups_is_the_dropoff_from_the_calls(
+    log: CallLog,
+) -> None:
+    """The reports page reads the node rollups (cti/reports/intervals.py) where they are
+    up to date: the same rows as from the calls, rolled up or not, for all and by queue."""
+    thresholds = Thresholds()
+    whole, wider = Period(DAY, NEXT_DAY), Period(DAY - timedelta(days=1), NEXT_DAY + timedelta(1))
+
+    def both(period: Period) -> tuple[list[NodeDropoff], list[NodeDropoff]]:
+        with log.sessions() as db:
+            rolled = intervals.dropoff(db, period, thresholds)
+            return rolled, dropoff(db, period.start, period.end, period.queue)
+
+    for state in ("from the calls", "rolled up"):
+        for period in (whole, wider, replace(whole, queue="sales"), replace(whole, queue="vip")):
+            rolled, expected = both(period)
+            assert rolled == expected, (state, period)
+        intervals.refresh(log.sessions, thresholds)
+    with log.sessions.begin() as db:
+        assert db.scalar(select(func.sum(NodeInterval.visits))) == sum(
+            row.visits for row in dropoff(db, wider.start, wider.end)
+        )
+        # A rollup changed behind the log's back shows: the rows are read from them.
+        s1 = (
+            NodeInterval.flow == "sales_line",
+            NodeInterval.node == "menu",
+            NodeInterval.queue == "",
+        )
+        db.execute(update(NodeInterval).where(*s1).values(hangups=NodeInterval.hangups + 10))
+    rolled, expected = both(whole)
+    assert rolled[0] == replace(expected[0], hangups=11, rate=6.0)  # s1's and 10 more
+    log.record("s1", {"disposition": "resolved"})  # s1's interval is read from the calls again
+    assert both(whole) == (expected, expected)

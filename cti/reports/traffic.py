@@ -35,9 +35,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 
+from cti.reports.parts import INTERVAL, Grouping
 from cti.store.models import Call, JourneyEvent
 
-__all__ = ["FlowTraffic", "NodeDropoff", "dropoff", "node_traffic"]
+__all__ = [
+    "FlowTraffic",
+    "NodeDropoff",
+    "Tally",
+    "dropoff",
+    "dropoff_rows",
+    "node_tally",
+    "node_traffic",
+]
 
 HUNG_UP = "abandoned_ivr"  # the outcome of a caller who hung up in the IVR
 
@@ -88,10 +97,27 @@ def dropoff(
     queue (``calls.queue``, the last one a call joined): a caller who hung up in the IVR
     before any queue belongs to none, so these are its escapes, and hang-ups after the
     queue's overflow brought callers back to the IVR."""
+    return dropoff_rows(node_tally(db, start, end, queue))
+
+
+def node_tally(
+    db: Session, start: datetime, end: datetime, queue: str | None = None, by_interval: bool = False
+) -> Tally:
+    """What `dropoff` counts, per (flow, node); with `by_interval`, per (15-minute
+    interval, queue or '', flow, node): the interval rollups (cti/reports/intervals.py)."""
     where = _calls(start, end, Call.flow.is_not(None))
     if queue is not None:
         where.append(Call.queue == queue)
-    tally = _tally(db, where, with_edges=False)
+    group: list[Any] = []
+    if by_interval:
+        dialect = db.get_bind().dialect.name
+        bucket = Grouping("bucket", width=INTERVAL).expression(Call.__table__.c, dialect)
+        group = [bucket.label("bucket"), func.coalesce(Call.queue, "").label("queue")]
+    return _tally(db, where, with_edges=False, group=group)
+
+
+def dropoff_rows(tally: Tally) -> list[NodeDropoff]:
+    """A tally's nodes as `dropoff` lists them."""
     visits, hangups, escapes = tally.visits, tally.hangups, tally.escapes
     rows = []
     for flow, node in set(visits) | set(hangups) | set(escapes):
@@ -120,8 +146,9 @@ def _utc(moment: datetime) -> datetime:
 
 
 @dataclass
-class _Tally:
-    """Calls per (flow, node): reached, hung up at, escaped at; per (flow, from, to) passed."""
+class Tally:
+    """Calls per (flow, node): reached, hung up at, escaped at; per (flow, from, to) passed
+    (keys led by the groups of `_tally`'s `group`, if any)."""
 
     visits: Counter[tuple[str, str]] = field(default_factory=Counter)
     hangups: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -133,22 +160,22 @@ class _Tally:
             counts[tuple(key)] += n
 
 
-def _tally(db: Session, where: Sequence[Any], with_edges: bool) -> _Tally:
+def _tally(db: Session, where: Sequence[Any], with_edges: bool, group: Sequence[Any] = ()) -> Tally:
     """SQL aggregates over the calls that never entered a subflow; a walk of the journeys
-    of those that did."""
+    of those that did. `group`: columns of the calls (labelled) that lead the keys."""
     inner = aliased(JourneyEvent)
     entered = exists().where(inner.call_id == Call.id, inner.kind == "subflow")
     steps = and_(JourneyEvent.call_id == Call.id, JourneyEvent.node.is_not(None))
     plain = [*where, ~entered]
-    tally = _Tally()
+    tally = Tally()
 
     tally.add(
         tally.visits,
         db.execute(
-            select(Call.flow, JourneyEvent.node, func.count(func.distinct(Call.id)))
+            select(*group, Call.flow, JourneyEvent.node, func.count(func.distinct(Call.id)))
             .join(JourneyEvent, steps)
             .where(*plain)
-            .group_by(Call.flow, JourneyEvent.node)
+            .group_by(*group, Call.flow, JourneyEvent.node)
         ),
     )
     for column, counts, only in (
@@ -156,9 +183,9 @@ def _tally(db: Session, where: Sequence[Any], with_edges: bool) -> _Tally:
         (Call.escape_node, tally.escapes, true()),
     ):
         query = (
-            select(Call.flow, column, func.count())
+            select(*group, Call.flow, column, func.count())
             .where(*plain, only, column.is_not(None))
-            .group_by(Call.flow, column)
+            .group_by(*group, Call.flow, column)
         )
         tally.add(counts, db.execute(query))
     if with_edges:
@@ -186,6 +213,7 @@ def _tally(db: Session, where: Sequence[Any], with_edges: bool) -> _Tally:
     nested = (
         select(
             Call.id,
+            *group,
             Call.flow,
             Call.outcome,
             Call.exit_node,
@@ -199,17 +227,18 @@ def _tally(db: Session, where: Sequence[Any], with_edges: bool) -> _Tally:
         .order_by(Call.id, JourneyEvent.seq)
     )
     for _, rows in groupby(db.execute(nested), key=lambda row: row.id):
-        _walk(list(rows), tally)
+        calls = list(rows)
+        _walk(calls, tally, tuple(calls[0][1 : 1 + len(group)]))
     return tally
 
 
-def _walk(rows: Sequence[Any], tally: _Tally) -> None:
-    """Add one call's nodes, edges, hang-up and escape, its journey going in and out of
-    subflows. The call's exit and escape nodes are the engine's names: each is matched to
-    its step (the last step at the exit node, the first marked as the escape) for its
-    name here."""
+def _walk(rows: Sequence[Any], tally: Tally, group: tuple[Any, ...] = ()) -> None:
+    """Add one call's nodes, edges, hang-up and escape (keys led by `group`), its journey
+    going in and out of subflows. The call's exit and escape nodes are the engine's
+    names: each is matched to its step (the last step at the exit node, the first marked
+    as the escape) for its name here."""
     call = rows[0]
-    flow = call.flow
+    key = (*group, call.flow)  # what the call's counts are keyed by, before the node
     steps: list[tuple[str, str, bool]] = []  # (node, name here, marked as the escape)
     passed: set[tuple[str, str]] = set()
     stack: list[tuple[str, str]] = []  # (subflow, the subflow node that called it)
@@ -232,16 +261,16 @@ def _walk(rows: Sequence[Any], tally: _Tally) -> None:
         elif row.kind == "return" and stack:
             back_from = stack.pop()[1]
     for name in {name for _, name, _ in steps}:
-        tally.visits[flow, name] += 1
+        tally.visits[(*key, name)] += 1
     for a, b in passed:
-        tally.edges[flow, a, b] += 1
+        tally.edges[(*key, a, b)] += 1
     if call.outcome == HUNG_UP and call.exit_node is not None:
         at = [name for node, name, _ in reversed(steps) if node == call.exit_node]
-        tally.hangups[flow, at[0] if at else call.exit_node] += 1
+        tally.hangups[(*key, at[0] if at else call.exit_node)] += 1
     if call.escape_node is not None:
         at = [name for node, name, _ in steps if node == call.escape_node]
         marked = [name for node, name, mark in steps if node == call.escape_node and mark]
-        tally.escapes[flow, (marked or at or [call.escape_node])[0]] += 1
+        tally.escapes[(*key, (marked or at or [call.escape_node])[0])] += 1
 
 
 def _by_node(counts: Counter[tuple[str, str]]) -> dict[str, int]:

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cti.outcomes import CallFacts, durations, outcome
 from cti.store.models import Call, JourneyEvent, SurveyAnswer, UtcDateTime, utcnow
 from cti.store.spool import Spool, Write, shard_of, unavailable
+from ivr.numbers import normalise_number
 
 log = logging.getLogger("cti.calls")
 
@@ -349,11 +350,16 @@ class CallLog:
     for it meanwhile in one transaction (group commit): a caller waits for its own write,
     yet many calls' writes share a commit. A call's writes always go to the same writer,
     in order; two writers let one prepare a batch while the database works on the
-    other's. `spool`: where writes wait while the database is away (none: they raise)."""
+    other's. `spool`: where writes wait while the database is away (none: they raise).
+    `region`: where a caller number without a country code is from (cti.region): the
+    log keeps caller numbers in E.164, whichever side reports them."""
 
-    def __init__(self, sessions: sessionmaker[Session], spool: Spool | None = None) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], spool: Spool | None = None, region: str = "US"
+    ) -> None:
         self.sessions = sessions
         self.spool = spool
+        self.region = region
         self._queues: list[SimpleQueue[tuple[Write | None, Future[None]]]] = []
         self._lock = threading.Lock()
 
@@ -393,8 +399,11 @@ class CallLog:
     def submit(self, write: Write) -> Future[None]:
         """Queue a write; done once it is committed or spooled."""
         done: Future[None] = Future()
+        row = write[1]
+        if raw := row.get("caller_number"):
+            row["caller_number"] = normalise_number(raw, self.region) or None
         queues = self._writers()
-        queues[shard_of(write[1]["id"]) % len(queues)].put((write, done))
+        queues[shard_of(row["id"]) % len(queues)].put((write, done))
         return done
 
     def flush(self) -> None:

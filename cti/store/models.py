@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -341,3 +342,94 @@ class DoNotCall(Base):
     source: Mapped[str] = mapped_column(String(16))  # import, survey, agent, ops
     note: Mapped[str] = mapped_column(String(256), default="")
     added_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class KpiInterval(Base):
+    """The KPI sums (cti/reports/parts.py, same names; outcome_<name>: the calls of each
+    outcome) of the ended calls that started in one 15-minute interval, `bucket` (its
+    start in Unix time // 900), in one queue ('' for none). Kept by
+    cti/reports/intervals.py."""
+
+    __tablename__ = "kpi_intervals"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    ivr_calls: Mapped[int] = mapped_column(Integer, default=0)
+    contained: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned_ivr: Mapped[int] = mapped_column(Integer, default=0)
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    short_abandons: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_time: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned_queue: Mapped[int] = mapped_column(Integer, default=0)
+    callback_requested: Mapped[int] = mapped_column(Integer, default=0)
+    transferred: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    waited: Mapped[int] = mapped_column(Integer, default=0)
+    callbacks: Mapped[int] = mapped_column(Integer, default=0)
+    callbacks_reached: Mapped[int] = mapped_column(Integer, default=0)
+    fcr_calls: Mapped[int] = mapped_column(Integer, default=0)
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    csat_answers: Mapped[int] = mapped_column(Integer, default=0)
+    satisfied: Mapped[int] = mapped_column(Integer, default=0)
+    nps_answers: Mapped[int] = mapped_column(Integer, default=0)
+    promoters: Mapped[int] = mapped_column(Integer, default=0)
+    detractors: Mapped[int] = mapped_column(Integer, default=0)
+    callback_requests: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_contained: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_answered: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_abandoned_queue: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_abandoned_ivr: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_callback_requested: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_survey_completed: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_transferred: Mapped[int] = mapped_column(Integer, default=0)
+    outcome_failed: Mapped[int] = mapped_column(Integer, default=0)
+    wait: Mapped[float] = mapped_column(Float, default=0.0)
+    talk: Mapped[float] = mapped_column(Float, default=0.0)
+    hold: Mapped[float] = mapped_column(Float, default=0.0)
+    wrapup: Mapped[float] = mapped_column(Float, default=0.0)
+    callback_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class NodeInterval(Base):
+    """The IVR drop-off counts (cti/reports/traffic.py) of the ended calls of a flow
+    that started in one 15-minute interval, in one queue ('' for none), at one node
+    (a subflow's as SUBFLOW.NODE): calls that reached it, hung up at it, asked for an
+    agent at it. Kept by cti/reports/intervals.py with kpi_intervals."""
+
+    __tablename__ = "ivr_node_intervals"
+
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(160), primary_key=True)
+    visits: Mapped[int] = mapped_column(Integer, default=0)
+    hangups: Mapped[int] = mapped_column(Integer, default=0)
+    escapes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KpiMark(Base):
+    """An interval whose calls or survey answers changed since its rollup, written by
+    the database's own triggers (migration 0008). `customer_id`/`caller_number`: the
+    customer a call had before a change of its customer, start or kind (the repeats of
+    that customer's earlier calls move)."""
+
+    __tablename__ = "kpi_marks"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    bucket: Mapped[int] = mapped_column(BigInteger, index=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    caller_number: Mapped[str | None] = mapped_column(String(32))
+
+
+class KpiRollup(Base):
+    """The one row saying which thresholds the interval rollups were worked out with,
+    and locked by the refresher while it works."""
+
+    __tablename__ = "kpi_rollup"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thresholds: Mapped[str] = mapped_column(String(64), default="")

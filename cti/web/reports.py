@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.reports.export import to_csv, to_json
+from cti.reports.intervals import dropoff
 from cti.reports.kpis import (
     DIMENSIONS,
     Kpis,
@@ -38,7 +39,7 @@ from cti.reports.kpis import (
     commitments_past_due,
     kpis,
 )
-from cti.reports.traffic import NodeDropoff, dropoff
+from cti.reports.traffic import NodeDropoff
 from cti.store.models import Call
 from ivr.config import ReportSettings
 
@@ -459,7 +460,7 @@ def build(db: Session, filters: Filters, settings: ReportSettings, today: date) 
     report.charts = [
         service_level_chart(found["hour"], thresholds.answer_seconds),
         outcomes_chart(total.outcomes),
-        dropoff_chart(dropoff(db, period.start, period.end, filters.queue), total.containment),
+        dropoff_chart(dropoff(db, period, thresholds), total.containment),
         satisfaction_chart(found["day"], filters.days()),
     ]
     return report

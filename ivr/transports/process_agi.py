@@ -79,10 +79,12 @@ def main() -> int:
     sessions = session_factory(engine)
     plan = load_plan(Path(settings.paths.dialplans), Path(settings.paths.prompts))
     request = Pyst2Request(agi, settings.agi.command_timeout)
+    # The service replays what this spools.
+    calls = CallLog(sessions, Spool(settings.paths.spool), settings.cti.region)
     call = AgiCall(
         request,
         plan,
-        CallLog(sessions, Spool(settings.paths.spool)),  # the service replays it
+        calls,
         Directory(sessions).lookup,  # type: ignore[arg-type]
         settings.agi.safe_queue,
     )
