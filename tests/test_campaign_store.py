@@ -7,7 +7,7 @@ import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cti.campaigns.spec import CampaignSpec
@@ -166,3 +166,27 @@ def test_a_dialer_that_stopped_between_claim_and_dial_gives_its_contacts_back(
     assert [c.contact_id for c in store.claim(sessions, campaign_id, "d2", NOW, 3)] == [
         c.contact_id for c in claimed[1:]
     ]
+
+
+def test_what_a_dialer_that_stopped_for_good_left_is_taken_over_after_two_hours(
+    sessions: sessionmaker[Session],
+) -> None:
+    """d1 claimed three contacts and dialled one, then stopped and never came back."""
+    campaign_id = campaign_with(sessions, 4)
+    claimed = store.claim(sessions, campaign_id, "d1", NOW, 3)
+    [attempt] = store.start_attempts(sessions, campaign_id, "d1", [(claimed[0], "c0")], NOW)
+    wall = datetime.now(UTC)
+    assert store.adopt_stale(sessions, "d2", wall) == []  # d1 may still be at work
+    with sessions.begin() as db:  # three hours on
+        db.execute(update(Contact).where(Contact.claimed_by == "d1").values(
+            claimed_at=wall - timedelta(hours=3)))  # fmt: skip
+    assert store.adopt_stale(sessions, "d1", wall) == []  # its own: its restart resolves them
+    assert store.adopt_stale(sessions, "d2", wall) == [(attempt, "c0", campaign_id)]
+    dialled, *undialled = (contact(sessions, c.number) for c in claimed)
+    assert (dialled.status, dialled.claimed_by) == ("dialing", "d2")
+    assert [(c.status, c.claimed_by) for c in undialled] == [("pending", None)] * 2
+    assert store.open_attempts(sessions, "d2") == [(attempt, "c0", campaign_id)]
+    assert store.open_attempts(sessions, "d1") == []
+    assert store.adopt_stale(sessions, "d3", wall) == []  # taken over once
+    store.finish_attempt(sessions, attempt, "human", SPEC, NOW)
+    assert contact(sessions, claimed[0].number).status == "done"

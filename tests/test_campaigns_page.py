@@ -31,6 +31,7 @@ from cti.store.db import make_engine, session_factory, upgrade
 from cti.store.models import Attempt, Campaign, Contact, DoNotCall, User
 from cti.store.users import add_user
 from cti.web.app import create_app
+from cti.web.campaigns import MAX_UPLOAD
 from ivr.config import CtiSettings, ReportSettings
 from tests.support.service import IVR, REPO, ServiceProcess, own_plans
 from tests.test_web import chromium, log_in, wait
@@ -457,6 +458,18 @@ def test_a_clean_csv_is_imported_and_do_not_call_numbers_skipped(
             "import",
         )
     assert shown_progress(html)["contacts"] == "10"
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(
+    app: Flask, ops: LoggedIn, db: sessionmaker[Session]
+) -> None:
+    assert app.config["MAX_CONTENT_LENGTH"] == MAX_UPLOAD
+    before = numbers_of(db, "callbacks")
+    app.config["MAX_CONTENT_LENGTH"] = 2_000  # not 20 MB of test data
+    big = "number\n" + "".join(f"+1202555{n:04d}\n" for n in range(200))  # 2.6 kB
+    assert upload(ops, big).status_code == 413
+    assert numbers_of(db, "callbacks") == before
+    assert upload(ops, "number\n+12025550199\n").status_code == 200
 
 
 def test_a_bad_csv_imports_nothing_and_shows_the_errors_by_line(

@@ -214,6 +214,38 @@ def test_queue_abandons_after_the_minimum_wait_are_called_back(
     assert Sweeper(log.sessions, off).sweep(NOW) == {}
 
 
+def test_an_abandons_contact_is_cancelled_once_the_caller_gets_through(
+    log: CallLog, campaigns: dict[str, int]
+) -> None:
+    """Ana abandons, then calls in again and is answered: nobody calls her back. Ben was
+    answered before he abandoned, and after it only reached the IVR: he is called back."""
+    write(
+        log,
+        inbound("ben-before", caller=BEN, **queued(20, answered=True, ended=ago(90))),
+        inbound("ana-gone", caller=ANA, **queued(45, answered=False, ended=ago(60))),
+        inbound("ben-gone", caller=BEN, **queued(45, answered=False, ended=ago(60))),
+    )
+    sweeper = Sweeper(log.sessions, SETTINGS)
+    assert sweeper.sweep(NOW) == {"abandons": 2}
+    write(
+        log,
+        inbound("ana-through", caller=ANA, **queued(15, answered=True, ended=ago(1))),
+        inbound("ben-ivr", caller=BEN, route="hangup", ended=ago(1)),
+    )  # since the last sweep
+    assert sweeper.sweep(NOW) == {"cancelled": 1}
+    ana, ben = contacts(log.sessions, campaigns["abandons"])
+    assert (ana.number, ana.status, ana.last_result) == (ANA, "cancelled", "called_in")
+    assert (ben.number, ben.status) == (BEN, "pending")
+    with log.sessions() as db:
+        requests = dict(db.execute(select(Callback.linkedid, Callback.status)).all())
+    assert requests == {"ana-gone": "cancelled", "ben-gone": "pending"}
+    assert sweeper.sweep(NOW) == {}  # cancelled once
+    with log.sessions.begin() as db:  # as if swept when Ana's abandon ended
+        db.execute(update(Contact).where(Contact.id == ana.id).values(created_at=ago(59)))
+    write(log, inbound("ana-again", caller=ANA, **queued(45, answered=False, ended=ago(0))))
+    assert Sweeper(log.sessions, SETTINGS).sweep(NOW) == {"reopened": 1}  # called back again
+
+
 def test_survey_opt_ins_once_an_agent_answered_and_the_call_ended(
     log: CallLog, campaigns: dict[str, int]
 ) -> None:

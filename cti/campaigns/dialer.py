@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,6 +35,7 @@ from cti.store.models import Call, Campaign, utcnow
 
 log = logging.getLogger("cti.dialer")
 LIVE_CHECK_SECONDS = 2.0  # how often a restarted dialer asks whether its old calls still go on
+ADOPT_EVERY = timedelta(minutes=10)  # how often a dialer looks for what a stopped one left
 
 
 class Placer(Protocol):
@@ -78,10 +79,15 @@ class Dialer:
         self.last_start: dict[str, float] = {}  # monotonic, by campaign
 
     async def run(self) -> None:
-        """Resolve what a previous run left, then dial until cancelled."""
+        """Resolve what a previous run left, then dial until cancelled, taking over what
+        a dialer that stopped for good left (`adopt`) now and then."""
         await self.recover()
+        adopt_at = utcnow()
         while True:
             try:
+                if utcnow() >= adopt_at:
+                    adopt_at = utcnow() + ADOPT_EVERY
+                    await self.adopt()
                 await self.round()
             except Exception:
                 log.exception("dialer round failed", extra={"dialer": self.name})
@@ -206,7 +212,18 @@ class Dialer:
         Asterisk no longer has them, ended, and (those without a result) judged from
         the outcome log (the IVR ran: a person answered); never dialled again as the
         same attempt."""
-        for attempt, call_id, spec in await asyncio.to_thread(self._left_open):
+        self._follow_all(await asyncio.to_thread(self._left_open))
+
+    async def adopt(self) -> None:
+        """What a dialer that stopped over STALE ago and never came back left: its
+        contacts claimed and never dialled wait again; its calls are resolved here."""
+        left = await asyncio.to_thread(self._adopted)
+        if left:
+            log.warning("calls of a stopped dialer taken over", extra={"calls": len(left)})
+        self._follow_all(left)
+
+    def _follow_all(self, left: list[tuple[int, str, CampaignSpec]]) -> None:
+        for attempt, call_id, spec in left:
             task = asyncio.create_task(self._resolve(attempt, call_id, spec))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -215,9 +232,15 @@ class Dialer:
         """Contacts claimed and never dialled go back; the calls placed and never seen
         to end, with their campaigns' settings."""
         store.unclaim_undialled(self.sessions, self.name)
+        return self._with_specs(store.open_attempts(self.sessions, self.name))
+
+    def _adopted(self) -> list[tuple[int, str, CampaignSpec]]:
+        return self._with_specs(store.adopt_stale(self.sessions, self.name, utcnow()))
+
+    def _with_specs(self, rows: list[tuple[int, str, int]]) -> list[tuple[int, str, CampaignSpec]]:
         found = []
         with self.sessions() as db:
-            for attempt, call_id, campaign_id in store.open_attempts(self.sessions, self.name):
+            for attempt, call_id, campaign_id in rows:
                 campaign = db.get(Campaign, campaign_id)
                 if campaign is not None:
                     found.append((attempt, call_id, CampaignSpec.model_validate(campaign.spec)))

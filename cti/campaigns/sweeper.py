@@ -12,10 +12,14 @@ The sweeper never touches the log's writer: it reads the calls that ended in the
 - a do-not-call request (the ``do_not_call`` node): the number on the global
   do-not-call list, and its pending contacts in every campaign blocked.
 
+An abandon's contact waiting to be dialled is cancelled (status ``cancelled``, its
+request too) once the same number calls in again and an agent answers: nobody is called
+back for a call they got through on.
+
 Sweeping again adds nothing: a contact made from a call carries its id
 (``origin_call_id``), and requests for the same number and reason are one contact
-(the store's dedupe). A finished contact (done, exhausted, expired) that a newer call
-asks for again is reopened rather than lost.
+(the store's dedupe). A finished contact (done, exhausted, expired, cancelled) that a
+newer call asks for again is reopened rather than lost.
 
 Cost: a sweep reads the calls that ended since the last one (bounded by the indexed
 start time) and looks up only those calls' journeys, by call id; calls swept are
@@ -37,7 +41,7 @@ import phonenumbers
 from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from cti.campaigns.spec import CampaignSpec, Kind
 from cti.store import campaigns as store
@@ -65,7 +69,7 @@ SETTLE = timedelta(minutes=2)
 # window is read again, for facts that reached the log very late (from its spool).
 RECHECK = timedelta(hours=1)
 REQUESTS = ("callback", "survey_opt_in", "do_not_call")  # the journey steps read
-FINISHED = ("done", "exhausted", "expired")  # contacts a new request reopens
+FINISHED = ("done", "exhausted", "expired", "cancelled")  # contacts a new request reopens
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CHUNK = 500  # call ids per IN (...)
 
@@ -145,7 +149,53 @@ class Sweeper:
         self.swept |= {key: ended for key, ended in new.items() if ended <= settled}
         if self.settings.callbacks:
             self._scheduled(since, campaigns, counts)
+        self._called_in(since, lower, counts)
         return dict(counts)
+
+    def _called_in(self, since: datetime, ended_after: datetime, counts: Counter[str]) -> None:
+        """Cancel the abandons' contacts still waiting whose caller has since called in
+        and been answered by an agent (matched by E.164 number, the log's form): among
+        the answered calls of this sweep's window, as `_new_calls` bounds it."""
+        abandoned, later = aliased(Call), aliased(Call)
+        waiting = (
+            select(Contact.id, Contact.callback_id)
+            .distinct()
+            .join(abandoned, abandoned.id == Contact.origin_call_id)
+            .join(
+                later,
+                and_(
+                    later.caller_number == Contact.number,
+                    later.started_at > abandoned.started_at,
+                ),
+            )
+            .where(
+                Contact.source == "abandon",
+                Contact.status == "pending",
+                later.kind == "inbound",
+                later.outcome == "answered",
+                later.started_at >= since - LONGEST_CALL,
+                later.ended_at >= ended_after,
+            )
+        )
+        with self.sessions.begin() as db:
+            found = db.execute(waiting).all()
+            if not found:
+                return
+            cancelled = db.execute(
+                update(Contact)
+                .where(Contact.id.in_([row.id for row in found]), Contact.status == "pending")
+                .values(status="cancelled", last_result="called_in")
+            ).rowcount
+            requests = [row.callback_id for row in found if row.callback_id is not None]
+            db.execute(
+                update(Callback)
+                .where(Callback.id.in_(requests), Callback.status == "pending")
+                .values(status="cancelled")
+            )
+        counts["cancelled"] += cancelled
+        log.info(
+            "abandon callbacks cancelled: the callers got through", extra={"contacts": cancelled}
+        )
 
     def _scheduled(
         self, since: datetime, campaigns: dict[str, int | None], counts: Counter[str]

@@ -360,6 +360,44 @@ def unclaim_undialled(sessions: sessionmaker[Session], dialer: str) -> int:
         return found.rowcount
 
 
+def adopt_stale(
+    sessions: sessionmaker[Session], dialer: str, wall: datetime
+) -> list[tuple[int, str, int]]:
+    """The contacts another dialer claimed over STALE ago and never finished: it
+    stopped and has not come back under its name. Those it never dialled wait again;
+    the calls it placed become this dialer's to resolve: (attempt id, call id, campaign
+    id), as `open_attempts` gives them."""
+    with sessions.begin() as db:
+        stale = select(Contact.id).where(
+            Contact.status == "dialing",
+            Contact.claimed_at < wall - STALE,
+            or_(Contact.claimed_by.is_(None), Contact.claimed_by != dialer),
+        )
+        ids = set(db.scalars(stale.with_for_update(skip_locked=True)))
+        if not ids:
+            return []
+        placed = db.execute(
+            select(Attempt.id, Attempt.call_id, Attempt.campaign_id, Attempt.contact_id).where(
+                Attempt.contact_id.in_(ids), Attempt.result.is_(None)
+            )
+        ).all()
+        dialled = {row.contact_id for row in placed}
+        db.execute(
+            update(Contact)
+            .where(Contact.id.in_(ids - dialled))
+            .values(status="pending", claimed_by=None)
+        )
+        db.execute(
+            update(Contact)
+            .where(Contact.id.in_(dialled))
+            .values(claimed_by=dialer, claimed_at=wall)
+        )
+        db.execute(
+            update(Attempt).where(Attempt.id.in_([row.id for row in placed])).values(dialer=dialer)
+        )
+        return [(row.id, row.call_id or "", row.campaign_id) for row in placed]
+
+
 @dataclass(frozen=True)
 class Progress:
     contacts: int
@@ -396,7 +434,7 @@ def progress(db: Session, campaign_id: int, spec: CampaignSpec, now: datetime) -
         contacts=sum(statuses.values()),
         dialled=dialled or 0,
         reached=statuses["done"],
-        completed=statuses["done"] + statuses["exhausted"] + statuses["expired"],
+        completed=sum(statuses[s] for s in ("done", "exhausted", "expired", "cancelled")),
         remaining=statuses["pending"] + statuses["dialing"],
         blocked=statuses["blocked"],
         outside_window=closed,

@@ -31,9 +31,8 @@ from cti.store.customer_import import (
     CustomerFileError,
     RowError,
     check_region,
-    csv_records,
+    csv_file,
     e164_of,
-    header_columns,
     row_fields,
 )
 from cti.store.models import Attempt, Contact, DoNotCall
@@ -210,32 +209,18 @@ def _contact(campaign_id: int, row: _Row) -> dict[str, Any]:
 def _read(path: Path, columns: Sequence[str], region: str, report: ContactReport) -> list[_Row]:
     """The good rows; the problems go to `report` (and then nothing is imported)."""
     rows: list[_Row] = []
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = csv_records(handle, path, report.errors)
-            header = next(records, None)
-            if header is None:
-                report.errors.append(RowError(path, 1, "header", "the file is empty"))
-                return rows
-            names = header_columns(*header, columns, "number", path, report.errors)
-            if names is None:
-                return rows
-            first_line: dict[str, int] = {}
-            zones: dict[str, bool] = {}
-            for line, values in records:
-                row = _row(line, names, values, region, zones, path, report)
-                if row is None:
-                    continue
-                if row.number in first_line:
-                    message = f"{row.number} is also on line {first_line[row.number]}"
-                    report.errors.append(RowError(path, line, "number", message))
-                    continue
-                first_line[row.number] = line
-                rows.append(row)
-    except UnicodeDecodeError as exc:
-        raise ContactFileError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from exc
-    except OSError as exc:
-        raise ContactFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    first_line: dict[str, int] = {}
+    zones: dict[str, bool] = {}
+    for line, names, values in csv_file(path, columns, "number", report.errors, ContactFileError):
+        row = _row(line, names, values, region, zones, path, report)
+        if row is None:
+            continue
+        if row.number in first_line:
+            message = f"{row.number} is also on line {first_line[row.number]}"
+            report.errors.append(RowError(path, line, "number", message))
+            continue
+        first_line[row.number] = line
+        rows.append(row)
     return rows
 
 

@@ -141,33 +141,47 @@ def import_customers(
 def _read(path: Path, region: str, report: ImportReport) -> list[_Row]:
     """The rows read; the problems go to `report` (and then nothing is imported)."""
     rows: list[_Row] = []
+    first_line: dict[str, int] = {}
+    for line, columns, values in csv_file(path, COLUMNS, "name", report.errors, CustomerFileError):
+        row = _row(line, columns, values, region, path, report)
+        if row is None:  # too many fields: its values mean nothing
+            continue
+        if row.account is not None:
+            if row.account in first_line:
+                message = f"{row.account!r} is also on line {first_line[row.account]}"
+                report.errors.append(RowError(path, line, "account", message))
+            else:
+                first_line[row.account] = line
+        rows.append(row)
+    return rows
+
+
+def csv_file(
+    path: Path,
+    allowed: Sequence[str],
+    required: str,
+    errors: list[RowError],
+    failure: type[CustomerFileError],
+) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(first line, the header's column names, fields) of each record of a UTF-8 CSV
+    file, once its header passed `header_columns`; none when it did not (the problems
+    in `errors`). A file that cannot be read raises `failure`."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            records = csv_records(handle, path, report.errors)
+            records = csv_records(handle, path, errors)
             header = next(records, None)
             if header is None:
-                report.errors.append(RowError(path, 1, "header", "the file is empty"))
-                return rows
-            columns = header_columns(*header, COLUMNS, "name", path, report.errors)
+                errors.append(RowError(path, 1, "header", "the file is empty"))
+                return
+            columns = header_columns(*header, allowed, required, path, errors)
             if columns is None:
-                return rows
-            first_line: dict[str, int] = {}
+                return
             for line, values in records:
-                row = _row(line, columns, values, region, path, report)
-                if row is None:  # too many fields: its values mean nothing
-                    continue
-                if row.account is not None:
-                    if row.account in first_line:
-                        message = f"{row.account!r} is also on line {first_line[row.account]}"
-                        report.errors.append(RowError(path, line, "account", message))
-                    else:
-                        first_line[row.account] = line
-                rows.append(row)
+                yield line, columns, values
     except UnicodeDecodeError as exc:
-        raise CustomerFileError(f"{path}: not UTF-8 text; save it as CSV UTF-8") from exc
+        raise failure(f"{path}: not UTF-8 text; save it as CSV UTF-8") from exc
     except OSError as exc:
-        raise CustomerFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return rows
+        raise failure(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def csv_records(

@@ -38,7 +38,7 @@ from cti.store.dispositions import (
 )
 from cti.store.models import User
 from cti.store.users import authenticate
-from cti.web.campaigns import campaigns_blueprint
+from cti.web.campaigns import MAX_UPLOAD, campaigns_blueprint
 from cti.web.reports import reports_blueprint
 from ivr.config import CtiSettings, ReportSettings
 
@@ -120,6 +120,9 @@ def create_app(
         SECRET_KEY=secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Werkzeug refuses a larger request (413) before reading it: before the CSRF
+        # check parses a form, before an upload fills the disk.
+        MAX_CONTENT_LENGTH=MAX_UPLOAD,
     )
     CSRFProtect(app)
 
