@@ -70,6 +70,20 @@ class Scenario:
                 self.changed.clear()
                 await self.changed.wait()
 
+    async def in_bridge(self, channel: str, timeout: float = 10) -> None:
+        """app_queue reports AgentConnect before it bridges the agent's leg; a transfer
+        asked for in between is refused with "Transfer invalid"."""
+        async with asyncio.timeout(timeout):
+            while True:
+                listed = await self.action(True, Action="CoreShowChannels")
+                if any(
+                    e.get("Channel") == channel and e.get("BridgeId")
+                    for e in listed
+                    if e.get("Event") == "CoreShowChannel"
+                ):
+                    return
+                await asyncio.sleep(0.05)
+
     def topics(self, linkedid: str) -> list[str]:
         return [t for t, e in self.seen if e["linkedid"] == linkedid]
 
@@ -94,6 +108,7 @@ def test_offered_ringing_answered_transferred_ended_then_an_abandon(asterisk) ->
                     if c.startswith(agent.split("/n")[0].replace("@ivr-agent", "@ivr-agent-"))
                     and c.endswith(";1")
                 )
+                await s.in_bridge(phone)
                 moved = await s.action(
                     Action="BlindTransfer", Channel=phone, Context="ivr-route", Exten="queue"
                 )
