@@ -80,11 +80,12 @@ def test_a_callback_asked_for_in_the_ivr_rings_an_agent_whose_pop_shows_why(
         callback_call = db.get(Call, pop["linkedid"])
         request = db.get(Callback, contact.callback_id)
     assert (contact.number, contact.origin_call_id) == (CALLER, asked.id)
-    assert (callback_call.kind, callback_call.direction, callback_call.callback_id) == (
-        "callback",
-        "outbound",
-        request.id,
-    )
+    assert (
+        callback_call.kind,
+        callback_call.direction,
+        callback_call.callback_id,
+        callback_call.origin_call_id,
+    ) == ("callback", "outbound", request.id, asked.id)
     assert request.linkedid == asked.id
 
 

@@ -21,11 +21,12 @@ outcomes and times come from the real rule.
     CB1   11-03 09:21     callback cb   support bo    10   50   -    -    answered (R1)
     CB2   11-03 10:00     callback -    -       (not reached)            failed (R2)
     CB3   11-03 12:00     callback cb   support ana   25   30   -    -    answered (R2)
-    S1-S2 11-03 13:00/10  survey   sv   -                                survey_completed
+    S1-S2 11-03 13:00/10  survey   sv   -                                survey_completed (2)
     S3-S4 11-03 13:20/30  survey   sv   -                                abandoned_ivr
     A11   11-03 14:00     in       cs   support bo    15   240  60   60   answered
 
-    (1) then transferred by the agent. Customers: A1 A2 c1, A12 c6, A3 A4 a caller
+    (1) then transferred by the agent. (2) S1 follows A12, S2 A1 (post-call surveys),
+    S3 S4 no call (a list). Customers: A1 A2 c1, A12 c6, A3 A4 a caller
     known only by number, A5 c2, A6 c3, A8 and the callbacks c4, A11 c5, S1 c6.
 
     not counted: B1 (10-31 23:30 EDT, before the period though 11-01 in UTC), P1 (still
@@ -216,9 +217,13 @@ def seed(sessions: sessionmaker[Session]) -> None:
             customer_id=ids[4],
         ),
         "S1": ivr_only(
-            local(3, 13, 0), "contained", 60, survey_completed=True, customer_id=ids[6], **SURVEY
+            local(3, 13, 0), "contained", 60, survey_completed=True, customer_id=ids[6],
+            origin_call_id="A12", **SURVEY,
         ),
-        "S2": ivr_only(local(3, 13, 10), "contained", 60, survey_completed=True, **SURVEY),
+        "S2": ivr_only(
+            local(3, 13, 10), "contained", 60, survey_completed=True, origin_call_id="A1",
+            **SURVEY,
+        ),
         "S3": ivr_only(local(3, 13, 20), "abandoned_ivr", 40, **SURVEY),
         "S4": ivr_only(local(3, 13, 30), "abandoned_ivr", 10, **SURVEY),
         "A11": answered(
@@ -387,6 +392,11 @@ def test_by_agent_with_hold_and_wrapup_in_the_handle_time(db: Session) -> None:
     assert bo.avg_wrapup == pytest.approx(60 / 4)
     assert bo.transferred == 1  # A2
     assert groups[None].answered == 0 and groups[None].aht is None
+    # A survey's answers count for the agent of the call it follows: S1 (5, 10) follows
+    # bo's A12, S2 (3, 9) ana's A1; S3 (4, 2) follows no call.
+    assert (bo.csat_answers, bo.csat, bo.nps) == (1, 1.0, 100.0)
+    assert (ana.csat_answers, ana.csat, ana.nps) == (1, 0.0, 100.0)
+    assert (groups[None].csat_answers, groups[None].csat, groups[None].nps) == (1, 1.0, -100.0)
 
 
 def test_by_flow_and_by_campaign(db: Session) -> None:

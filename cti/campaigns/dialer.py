@@ -274,6 +274,7 @@ def _facts(campaign: Campaign, contact: store.Claimed, now: datetime) -> dict[st
         "caller_number": contact.number,
         "customer_id": contact.customer_id,
         "callback_id": contact.callback_id,
+        "origin_call_id": contact.origin_call_id,
         "started_at": now,
     }
     return {name: value for name, value in facts.items() if value is not None}

@@ -366,12 +366,19 @@ class PartsQuery:
 
     def surveys(self) -> Select[Any]:
         """The CSAT and NPS answers given on the period's ended calls (answers come
-        during their call: none before the period's start)."""
-        a = ANSWERS.c
+        during their call: none before the period's start). By agent, a survey call's
+        answers count for the agent of the call it follows (`origin_call_id`)."""
+        a, c = ANSWERS.c, CALLS.c
+        answered = ANSWERS.join(CALLS, c.id == a.call_id)
+        groups = self.group(c)
+        if self.grouping.kind == "column" and self.grouping.name == "agent":
+            origin = CALLS.alias("origin")
+            answered = answered.outerjoin(origin, origin.c.id == c.origin_call_id)
+            groups = [func.coalesce(origin.c.agent, c.agent).label("grp")]
         inner = (
-            select(*self.group(CALLS.c), a.scale, a.value)
-            .select_from(ANSWERS.join(CALLS, CALLS.c.id == a.call_id))
-            .where(a.answered_at >= self.start, *self.ended_in_period(CALLS.c))
+            select(*groups, a.scale, a.value)
+            .select_from(answered)
+            .where(a.answered_at >= self.start, *self.ended_in_period(c))
             .subquery()
         )
         r = inner.c

@@ -82,7 +82,8 @@ class IvrPart:
 # How a write merges into what the row holds, so that the IVR's and Asterisk's facts
 # arriving in any order leave the same row: first value stays, earliest, latest, any
 # flag set; the other columns take the newest value.
-FIRST = {"linkedid", "channel", "direction", "kind", "campaign", "callback_id", "entry", "did",
+FIRST = {"linkedid", "channel", "direction", "kind", "campaign", "callback_id",
+         "origin_call_id", "entry", "did",
          "caller_number", "flow", "flow_version", "customer_id", "escape_node",
          "queue_entered_at", "answered_at", "ended_at"}  # fmt: skip
 EARLIEST = {"started_at"}

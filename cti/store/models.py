@@ -68,6 +68,8 @@ class Call(Base):
     kind: Mapped[str] = mapped_column(String(16), default="inbound")  # inbound, callback, survey
     campaign: Mapped[str | None] = mapped_column(String(64), index=True)
     callback_id: Mapped[int | None] = mapped_column(Integer)  # the request a callback call serves
+    # The call an outbound one follows (its contact's): a survey rates that call's agent.
+    origin_call_id: Mapped[str | None] = mapped_column(String(64))
     entry: Mapped[str | None] = mapped_column(String(64))
     did: Mapped[str | None] = mapped_column(String(32))
     caller_number: Mapped[str | None] = mapped_column(String(32))
