@@ -220,7 +220,9 @@ class PopBuilder:
                 for c in calls
             ],
             "commitments": [{"text": c.text, "due": c.due.isoformat()} for c in commitments],
-            "callbacks": [{"due": _iso(c.due_at), "reason": c.reason} for c in callbacks],
+            "callbacks": [
+                {"id": c.id, "due": _iso(c.due_at), "reason": c.reason} for c in callbacks
+            ],
             "surveys": [
                 {"at": _iso(at), "question": d.get("question"), "answer": d.get("answer")}
                 for at, d in surveys

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from cti.matching import add_phone
 from cti.store.db import make_engine, session_factory
-from cti.store.models import Account, Call, Commitment, Customer
+from cti.store.models import Account, Call, Callback, Commitment, Customer
 from cti.store.users import add_user
 from tests.conftest import Sandbox
 from tests.support.ami import AmiClient
@@ -143,6 +143,12 @@ def desk(asterisk: Sandbox, ami: AmiClient, tmp_path: Path) -> Iterator[dict[str
         cid = Customer(name="Carl Idris", tier="standard")
         add_phone(cid, "+1 555 0100", "US")
         db.add_all([ana, cid])
+        db.flush()
+        owed = Callback(  # asked for in an earlier call: this call deals with it
+            customer_id=ana.id, number="+14155550100", reason="the October fee",
+            due_at=datetime.now(UTC) + timedelta(hours=2),
+        )  # fmt: skip
+        db.add(owed)
     browsers: list[webdriver.Chrome] = []
     agents = []
     for letter in "ab":
@@ -255,6 +261,10 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
         form.find_element(By.NAME, "commitment_due"),
         due.isoformat(),
     )
+    # The fee was the reason for the pending callback: ticked, the disposition cancels it.
+    [pending] = a.browser.find_elements(By.CSS_SELECTOR, "#customers ul.pending-callbacks li")
+    assert "the October fee" in pending.text
+    pending.find_element(By.NAME, "resolved_callbacks").click()
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     a.until(lambda br: br.find_element(By.ID, "wrapup-result").text)
     assert a.browser.find_element(By.ID, "wrapup-result").text == "Saved."
@@ -276,6 +286,7 @@ def test_pop_reaches_only_the_ringing_agent_and_the_disposition_is_stored(
             ana.id,
             a.name,
         )
+        assert db.scalars(select(Callback.status)).all() == ["cancelled"]
 
     # B resumes, A leaves the queue: the next call, known only by its caller ID
     # ("5550100", stored as "+1 555 0100"), pops at B.

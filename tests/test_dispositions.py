@@ -27,7 +27,16 @@ from cti.store.dispositions import (
     save_disposition,
     save_notes,
 )
-from cti.store.models import Account, AgentLeg, Call, Callback, Commitment, Customer
+from cti.store.models import (
+    Account,
+    AgentLeg,
+    Call,
+    Callback,
+    Campaign,
+    Commitment,
+    Contact,
+    Customer,
+)
 from cti.store.users import add_user
 
 ALICE, BOB = "PJSIP/1001", "PJSIP/1002"
@@ -153,6 +162,83 @@ def test_a_callback_calls_the_caller_back_unless_told_another_number(desk: Desk)
         ("+14155550100", "callback"),
         ("+14155550999", "call the office line"),
     ]
+
+
+def owed(desk: Desk, customer: int, contact_status: str | None) -> int:
+    """A pending callback of `customer`, with a contact of the callbacks campaign in
+    `contact_status` (None: no contact yet); its id."""
+    with desk.sessions.begin() as db:
+        campaign = db.scalar(select(Campaign).filter_by(name="callbacks"))
+        if campaign is None:
+            campaign = Campaign(name="callbacks", kind="callback", spec={})
+            db.add(campaign)
+        owed_already = db.scalar(select(func.count()).select_from(Callback))
+        request = Callback(
+            customer_id=customer, number="+14155550100", reason=f"reason {owed_already}",
+            due_at=datetime(2025, 6, 2, 15, 0, tzinfo=UTC),
+        )  # fmt: skip
+        db.add(request)
+        db.flush()
+        if contact_status is not None:
+            db.add(
+                Contact(
+                    campaign_id=campaign.id, number=request.number, reason=request.reason,
+                    source="ivr", callback_id=request.id, status=contact_status,
+                )
+            )  # fmt: skip
+        return request.id
+
+
+def statuses(desk: Desk) -> dict[int, tuple[str, str | None, str | None]]:
+    """Each callback's status, and its contact's status and last result."""
+    with desk.sessions() as db:
+        rows = db.execute(
+            select(Callback.id, Callback.status, Contact.status, Contact.last_result).outerjoin(
+                Contact, Contact.callback_id == Callback.id
+            )
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_callbacks_the_call_resolved_are_cancelled_with_their_waiting_contacts(
+    desk: Desk,
+) -> None:
+    waiting, dialling, unswept = (owed(desk, desk.ana, s) for s in ("pending", "dialing", None))
+    kept, others = owed(desk, desk.ana, "pending"), owed(desk, desk.li, "pending")
+    given = Disposition(
+        "resolved", customer_id=desk.ana, resolved_callbacks=(waiting, dialling, unswept)
+    )
+    save_disposition(desk.sessions, CALL, "bob", given)
+    assert statuses(desk) == {
+        waiting: ("cancelled", "cancelled", "resolved"),
+        dialling: ("cancelled", "dialing", None),  # its call is on its way
+        unswept: ("cancelled", None, None),
+        kept: ("pending", "pending", None),
+        others: ("pending", "pending", None),
+    }
+    assert stored_call(desk).disposition == "resolved"
+
+
+def test_a_callback_not_the_customers_or_not_pending_is_refused_and_nothing_changes(
+    desk: Desk,
+) -> None:
+    mine, others = owed(desk, desk.ana, "pending"), owed(desk, desk.li, "pending")
+    before = statuses(desk)
+    for ids, error in [
+        ((mine, others), f"callback {others} is not one of this customer's"),
+        ((mine, 999_999), "callback 999999 is not one of this customer's"),
+    ]:
+        given = Disposition("resolved", customer_id=desk.ana, resolved_callbacks=ids)
+        with pytest.raises(ValueError, match=error):
+            save_disposition(desk.sessions, CALL, "bob", given)
+        assert statuses(desk) == before and stored_call(desk).disposition is None
+    # No customer on the call: no callback is its customer's.
+    with pytest.raises(ValueError, match=f"callback {mine} is not"):
+        save_disposition(desk.sessions, CALL, "bob", Disposition("x", resolved_callbacks=(mine,)))
+    given = Disposition("resolved", customer_id=desk.ana, resolved_callbacks=(mine,))
+    save_disposition(desk.sessions, CALL, "bob", given)
+    with pytest.raises(ValueError, match=f"callback {mine} is cancelled already"):
+        save_disposition(desk.sessions, CALL, "bob", given)
 
 
 def test_notes_during_the_call_are_the_answering_agents(desk: Desk) -> None:

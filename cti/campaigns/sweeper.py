@@ -219,6 +219,10 @@ class Sweeper:
             if campaign_id is None:
                 return
             with self.sessions.begin() as db:
+                # Locked and read again: an agent may have resolved it meanwhile.
+                status = select(Callback.status).where(Callback.id == request.id)
+                if db.scalar(status.with_for_update()) != "pending":
+                    continue
                 added = store.add_contact(
                     db,
                     campaign_id,

@@ -1,5 +1,6 @@
 """What an agent records about a call they answered: an outcome code, notes, a
-commitment with a due date, a callback to make, and changes to the customer record.
+commitment with a due date, a callback to make, the customer's pending callbacks this
+call resolved, and changes to the customer record.
 
 Everything of one disposition is written in one transaction. Only an agent who
 answered the call may write to it (`CallNotFound` otherwise: agents see only their
@@ -25,6 +26,7 @@ from cti.store.models import (
     Call,
     Callback,
     Commitment,
+    Contact,
     Customer,
     User,
     utcnow,
@@ -46,6 +48,7 @@ class Disposition:
     callback_at: datetime | None = None
     callback_number: str = ""
     callback_reason: str = ""
+    resolved_callbacks: tuple[int, ...] = ()  # the customer's pending callbacks, now moot
 
 
 @dataclass
@@ -133,8 +136,34 @@ def save_disposition(
                     created_by=username,
                 )
             )
+        if given.resolved_callbacks:
+            _resolve_callbacks(db, call, given.resolved_callbacks)
         db.flush()
         settle(db, [call.id])
+
+
+def _resolve_callbacks(db: Session, call: Call, ids: tuple[int, ...]) -> None:
+    """Cancel pending callbacks of the call's customer that this call made moot, and
+    their contacts still waiting to be dialled (last result `resolved`). A contact being
+    dialled now goes on: its call is on its way."""
+    found = db.scalars(select(Callback).where(Callback.id.in_(ids)).with_for_update()).all()
+    by_id = {request.id: request for request in found}
+    for request_id in ids:
+        request = by_id.get(request_id)
+        if (
+            request is None
+            or request.customer_id is None
+            or request.customer_id != call.customer_id
+        ):
+            raise ValueError(f"callback {request_id} is not one of this customer's")
+        if request.status != "pending":
+            raise ValueError(f"callback {request_id} is {request.status} already")
+        request.status = "cancelled"
+    db.execute(
+        update(Contact)
+        .where(Contact.callback_id.in_(ids), Contact.status == "pending")
+        .values(status="cancelled", last_result="resolved")
+    )
 
 
 def linked_to_agent(sessions: sessionmaker[Session], customer_id: int, username: str) -> bool:

@@ -22,6 +22,7 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -59,6 +60,10 @@ class DispositionForm(FlaskForm):
     commitment_due = DateField("Due", validators=[Optional()])
     callback_at = DateTimeLocalField("Call back at", validators=[Optional()])
     callback_number = StringField("Number", validators=[Length(max=32)])
+    # The pop's pending callbacks; the store checks they are the customer's.
+    resolved_callbacks = SelectMultipleField(
+        "Resolved callbacks", coerce=int, validate_choice=False
+    )
 
 
 class NotesForm(FlaskForm):
@@ -243,6 +248,7 @@ def create_app(
             commitment_due=form.commitment_due.data,
             callback_at=form.callback_at.data,
             callback_number=(form.callback_number.data or "").strip(),
+            resolved_callbacks=tuple(form.resolved_callbacks.data or ()),
         )
         try:
             save_disposition(sessions, linkedid, g.user.username, given)

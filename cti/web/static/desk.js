@@ -69,16 +69,25 @@ function showCustomers(pop) {
       : "none";
     title.append(el("span", c.name, { class: "name" }), " ", el("small", `${c.tier} · accounts ${accounts}`, { class: "accounts" }));
     card.append(title, el("p", `Phones: ${c.phones.join(", ")} · matched by ${pop.match}`, { class: "muted" }));
-    const list = (heading, items, text) => {
+    const list = (heading, items, text, extra) => {
       if (!items.length) return;
       card.append(el("h4", heading));
       const ul = el("ul", null, { class: heading.toLowerCase().replace(/ /g, "-") });
-      items.forEach((item) => ul.append(el("li", text(item))));
+      items.forEach((item) => {
+        const li = el("li", text(item));
+        if (extra) li.append(" ", extra(item));
+        ul.append(li);
+      });
       card.append(ul);
     };
     list("Recent calls", c.calls, (x) => `${x.at} · ${x.disposition || x.outcome || "?"}${x.agent ? " · " + x.agent : ""}${x.notes ? " · " + x.notes : ""}`);
     list("Open commitments", c.commitments, (x) => `due ${x.due}: ${x.text}`);
-    list("Pending callbacks", c.callbacks, (x) => `${x.due}: ${x.reason}`);
+    // Ticked, the disposition cancels the callback: this call dealt with it.
+    list("Pending callbacks", c.callbacks, (x) => `${x.due}: ${x.reason}`, (x) => {
+      const label = el("label");
+      label.append(el("input", null, { type: "checkbox", name: "resolved_callbacks", value: x.id, form: "disposition" }), " resolved on this call");
+      return label;
+    });
     list("Survey answers", c.surveys, (x) => `${x.at}: ${x.question} = ${x.answer}`);
     card.append(editForm(c, title));
     box.append(card);
