@@ -519,6 +519,7 @@ def test_the_export_is_what_ivr_campaign_export_writes(
 ) -> None:
     reply = ops.get("/campaigns/callbacks/export.csv")
     assert reply.status_code == 200 and reply.mimetype == "text/csv"
+    assert reply.is_streamed  # in chunks as they are read, not built in memory first
     assert reply.headers["Content-Disposition"] == 'attachment; filename="callbacks_contacts.csv"'
     cli = subprocess.run(
         [IVR, "campaign", "export", "callbacks"],

@@ -3,6 +3,7 @@ the real PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from cti.campaigns.spec import CampaignSpec
 from cti.store.campaigns import CampaignNotFound, add_dnc, create
 from cti.store.contact_import import (
+    EXPORT_CHUNK,
     ContactFileError,
     Skipped,
+    export_chunks,
+    export_contacts,
     import_contacts,
     import_dnc,
     parse_number,
@@ -214,6 +218,16 @@ def test_a_large_file_and_its_repeat_are_checked_against_the_campaign(
     assert len(again.errors) == rows - 1 and again.added == 0
     assert str(again.errors[0]) == f"{path}:2: number: {numbers[0]} is in campaign 'csat' already"
     assert len(contacts(sessions, csat)) == rows - 1
+
+    # Exported in whole rows a chunk, never the whole file at once.
+    with sessions() as db:
+        chunks = list(export_chunks(db, csat))
+        out = io.StringIO()
+        assert export_contacts(db, csat, out) == (rows - 1, rows - 1)
+    assert len(chunks) > 1 and all(chunk.endswith("\r\n") for chunk in chunks)
+    assert max(len(chunk) for chunk in chunks) < EXPORT_CHUNK + 200
+    assert "".join(chunks) == out.getvalue()
+    assert len(out.getvalue().splitlines()) == 1 + rows - 1
 
 
 def dnc_rows(sessions: sessionmaker[Session]) -> list[tuple[object, ...]]:
