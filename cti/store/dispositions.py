@@ -148,7 +148,7 @@ def _resolve_callbacks(db: Session, call: Call, ids: tuple[int, ...]) -> None:
     dialled now goes on: its call is on its way."""
     found = db.scalars(select(Callback).where(Callback.id.in_(ids)).with_for_update()).all()
     by_id = {request.id: request for request in found}
-    for request_id in ids:
+    for request_id in dict.fromkeys(ids):
         request = by_id.get(request_id)
         if (
             request is None
