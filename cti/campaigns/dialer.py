@@ -179,7 +179,7 @@ class Dialer:
             dialling.append((contact, f"out-{uuid.uuid4().hex}"))
         return dialling
 
-    async def _pace(self, dial: Dial, spec: CampaignSpec, start_at: datetime | None) -> None:
+    async def _pace(self, spec: CampaignSpec, start_at: datetime | None) -> None:
         """Not before the moment the claim gave the call (the campaign's pace across
         dialers), nor sooner than 1/calls_per_second after this dialer's last start
         itself: a late wake-up never bunches starts together."""
@@ -195,7 +195,7 @@ class Dialer:
     async def _follow(
         self, attempt: int, dial: Dial, spec: CampaignSpec, start_at: datetime | None
     ) -> None:
-        await self._pace(dial, spec, start_at)
+        await self._pace(spec, start_at)
         try:
             result = await self.placer.dial(dial)
         except Exception:

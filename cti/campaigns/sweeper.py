@@ -69,7 +69,6 @@ SETTLE = timedelta(minutes=2)
 # window is read again, for facts that reached the log very late (from its spool).
 RECHECK = timedelta(hours=1)
 REQUESTS = ("callback", "survey_opt_in", "do_not_call")  # the journey steps read
-FINISHED = ("done", "exhausted", "expired", "cancelled")  # contacts a new request reopens
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 CHUNK = 500  # call ids per IN (...)
 
@@ -153,12 +152,13 @@ class Sweeper:
         return dict(counts)
 
     def _called_in(self, since: datetime, ended_after: datetime, counts: Counter[str]) -> None:
-        """Cancel the abandons' contacts still waiting whose caller has since called in
-        and been answered by an agent (matched by E.164 number, the log's form): among
-        the answered calls of this sweep's window, as `_new_calls` bounds it."""
+        """Cancel the requests of the abandons' contacts still waiting, with the contacts,
+        whose caller has since called in and been answered by an agent (matched by E.164
+        number, the log's form): among the answered calls of this sweep's window, as
+        `_new_calls` bounds it."""
         abandoned, later = aliased(Call), aliased(Call)
         waiting = (
-            select(Contact.id, Contact.callback_id)
+            select(Contact.callback_id)
             .distinct()
             .join(abandoned, abandoned.id == Contact.origin_call_id)
             .join(
@@ -171,6 +171,7 @@ class Sweeper:
             .where(
                 Contact.source == "abandon",
                 Contact.status == "pending",
+                Contact.callback_id.is_not(None),  # an abandon's request: always kept
                 later.kind == "inbound",
                 later.outcome == "answered",
                 later.started_at >= since - LONGEST_CALL,
@@ -178,20 +179,9 @@ class Sweeper:
             )
         )
         with self.sessions.begin() as db:
-            found = db.execute(waiting).all()
-            if not found:
-                return
-            cancelled = db.execute(
-                update(Contact)
-                .where(Contact.id.in_([row.id for row in found]), Contact.status == "pending")
-                .values(status="cancelled", last_result="called_in")
-            ).rowcount
-            requests = [row.callback_id for row in found if row.callback_id is not None]
-            db.execute(
-                update(Callback)
-                .where(Callback.id.in_(requests), Callback.status == "pending")
-                .values(status="cancelled")
-            )
+            cancelled = store.cancel_callbacks(db, db.scalars(waiting).all(), "called_in")
+        if not cancelled:
+            return
         counts["cancelled"] += cancelled
         log.info(
             "abandon callbacks cancelled: the callers got through", extra={"contacts": cancelled}
@@ -354,7 +344,7 @@ class Sweeper:
         ).one()
         if contact.origin_call_id == call.id:
             return  # swept before
-        if contact.status in FINISHED and _newer(call, _last_touched(db, contact)):
+        if contact.status in store.FINISHED and _newer(call, _last_touched(db, contact)):
             _reopen(db, contact, call, ask)
             counts["reopened"] += 1
             log.info("contact reopened", extra={"call_id": call.id, "contact_id": contact.id})
@@ -477,7 +467,7 @@ def _reopen(db: Session, contact: Contact, call: Call, ask: Ask) -> None:
     """A finished contact asked for again by a newer call: to be called afresh."""
     db.execute(
         update(Contact)
-        .where(Contact.id == contact.id, Contact.status.in_(FINISHED))
+        .where(Contact.id == contact.id, Contact.status.in_(store.FINISHED))
         .values(
             status="pending",
             attempts=0,

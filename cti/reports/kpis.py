@@ -23,7 +23,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cti.reports import intervals
-from cti.reports.parts import OUTCOMES, Grouping, Parts, PartsQuery, Period, Thresholds, zone_named
+from cti.reports.parts import (
+    INTERVAL,
+    OUTCOMES,
+    Grouping,
+    Parts,
+    PartsQuery,
+    Period,
+    Thresholds,
+    zone_named,
+)
 from cti.store.models import Commitment
 
 __all__ = [
@@ -183,7 +192,7 @@ def _ratio(part: float, whole: float) -> float | None:
 def _bucket_width(zone: ZoneInfo) -> int:
     """An hour where the zone's offsets are whole hours (in 1970-2100, as far as
     quarterly samples show: `_roll_up` checks the buckets it gets), else 15 minutes."""
-    return 3600 if _whole_hours(str(zone)) else 900
+    return 3600 if _whole_hours(str(zone)) else INTERVAL
 
 
 @lru_cache(maxsize=32)

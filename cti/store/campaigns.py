@@ -12,6 +12,7 @@ dialling them again.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ class Claimed:
 # A dialer that stopped and never came back: its claims and calls stop counting against
 # the campaign's max_concurrent after this long.
 STALE = timedelta(hours=2)
+FINISHED = ("done", "exhausted", "expired", "cancelled")  # contacts no longer called
 
 
 def create(sessions: sessionmaker[Session], spec: CampaignSpec, by: str | None) -> int:
@@ -228,6 +230,24 @@ def call_ended(sessions: sessionmaker[Session], attempt_id: int, at: datetime) -
             .where(Attempt.id == attempt_id, Attempt.ended_at.is_(None))
             .values(ended_at=at)
         )
+
+
+def cancel_callbacks(db: Session, callback_ids: Collection[int], why: str) -> int:
+    """Cancel these callback requests, those still pending, and their contacts still
+    waiting to be dialled (last result `why`): the calls are owed no more. A contact
+    being dialled goes on. The number of contacts cancelled."""
+    if not callback_ids:
+        return 0
+    db.execute(
+        update(Callback)
+        .where(Callback.id.in_(callback_ids), Callback.status == "pending")
+        .values(status="cancelled")
+    )
+    return db.execute(
+        update(Contact)
+        .where(Contact.callback_id.in_(callback_ids), Contact.status == "pending")
+        .values(status="cancelled", last_result=why)
+    ).rowcount
 
 
 def release(sessions: sessionmaker[Session], contact_id: int, until: datetime | None) -> None:
@@ -434,7 +454,7 @@ def progress(db: Session, campaign_id: int, spec: CampaignSpec, now: datetime) -
         contacts=sum(statuses.values()),
         dialled=dialled or 0,
         reached=statuses["done"],
-        completed=sum(statuses[s] for s in ("done", "exhausted", "expired", "cancelled")),
+        completed=sum(statuses[s] for s in FINISHED),
         remaining=statuses["pending"] + statuses["dialing"],
         blocked=statuses["blocked"],
         outside_window=closed,

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cti.matching import add_phone
 from cti.store.calls import merge, settle
+from cti.store.campaigns import cancel_callbacks
 from cti.store.models import (
     Account,
     AgentLeg,
     Call,
     Callback,
     Commitment,
-    Contact,
     Customer,
     User,
     utcnow,
@@ -143,12 +143,11 @@ def save_disposition(
 
 
 def _resolve_callbacks(db: Session, call: Call, ids: tuple[int, ...]) -> None:
-    """Cancel pending callbacks of the call's customer that this call made moot, and
-    their contacts still waiting to be dialled (last result `resolved`). A contact being
-    dialled now goes on: its call is on its way."""
+    """Cancel pending callbacks of the call's customer that this call made moot, with
+    their contacts still waiting to be dialled (last result `resolved`)."""
     found = db.scalars(select(Callback).where(Callback.id.in_(ids)).with_for_update()).all()
     by_id = {request.id: request for request in found}
-    for request_id in dict.fromkeys(ids):
+    for request_id in ids:
         request = by_id.get(request_id)
         if (
             request is None
@@ -158,12 +157,7 @@ def _resolve_callbacks(db: Session, call: Call, ids: tuple[int, ...]) -> None:
             raise ValueError(f"callback {request_id} is not one of this customer's")
         if request.status != "pending":
             raise ValueError(f"callback {request_id} is {request.status} already")
-        request.status = "cancelled"
-    db.execute(
-        update(Contact)
-        .where(Contact.callback_id.in_(ids), Contact.status == "pending")
-        .values(status="cancelled", last_result="resolved")
-    )
+    cancel_callbacks(db, ids, "resolved")
 
 
 def linked_to_agent(sessions: sessionmaker[Session], customer_id: int, username: str) -> bool:

@@ -301,7 +301,8 @@ class Contact(Base):
     source: Mapped[str] = mapped_column(String(16))  # import, ivr, abandon, survey_optin, agent
     origin_call_id: Mapped[str | None] = mapped_column(String(64))  # the call it follows
     callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id"))
-    # pending -> dialing -> pending (retry) | done (reached) | exhausted | blocked (DNC)
+    # pending, dialing (claimed; a retry is pending again), then done (reached),
+    # exhausted, expired (no window left), blocked (DNC) or cancelled (no longer owed)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -38,8 +38,8 @@ from ivr.flows.hours import DAYS
 
 View = Callable[..., Any]
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-MAX_UPLOAD = 20 * 1024 * 1024  # bytes, any request (the app's limit); a million contacts is
-# about 40 MB: split it
+# Bytes in any request (the app's limit); a million contacts is about 40 MB: split it.
+MAX_UPLOAD = 20 * 1024 * 1024
 KINDS: tuple[str, ...] = get_args(Kind)
 MACHINE_ACTIONS = ("hangup", "continue")
 NUMBERS = (  # form fields passed to CampaignSpec as typed (pydantic parses them)

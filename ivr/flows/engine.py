@@ -38,7 +38,6 @@ from ivr.flows.nodes import (
     CallbackNode,
     CollectNode,
     Condition,
-    DoNotCallNode,
     GotoNode,
     HangupNode,
     LanguageNode,
@@ -47,12 +46,12 @@ from ivr.flows.nodes import (
     MenuOption,
     PlayNode,
     QueueNode,
+    RequestNode,
     ReturnNode,
     Say,
     SetNode,
     SubflowNode,
     SurveyNode,
-    SurveyOptInNode,
     TransferNode,
     normal_phrase,
 )
@@ -300,7 +299,7 @@ class _Run:
                 )
                 self.actions.append(Play(self.parts(node.prompt, state), state.language))
                 return self.goto(state, node.next)
-            case SurveyOptInNode() | DoNotCallNode():
+            case RequestNode():
                 # Noted before the prompt: a caller who hangs up during it still asked.
                 self.journey(node.type, state)
                 if node.prompt:

@@ -46,7 +46,6 @@ from ivr.flows.nodes import (
     CallbackNode,
     CollectNode,
     Condition,
-    DoNotCallNode,
     Edge,
     Escape,
     GotoNode,
@@ -56,11 +55,11 @@ from ivr.flows.nodes import (
     MenuNode,
     PlayNode,
     QueueNode,
+    RequestNode,
     Say,
     SetNode,
     SubflowNode,
     SurveyNode,
-    SurveyOptInNode,
     TransferNode,
 )
 from ivr.flows.plan import DialPlan, Flow
@@ -384,7 +383,7 @@ def _details(node: BaseModel) -> list[str]:
             return [f"{_short(var, PART_MAX)} = {_short(value, PART_MAX)}{more}"]
         case LanguageNode():
             return [f"language {node.language}"]
-        case HangupNode() | SurveyOptInNode() | DoNotCallNode() if node.prompt:
+        case HangupNode() | RequestNode() if node.prompt:
             return [_prompt(node.prompt)]
         case BranchNode():
             return [f"{i + 1}: {_condition(c.when)}" for i, c in enumerate(node.cases[:4])] + (

@@ -367,11 +367,10 @@ class SurveyNode(Strict):
         return [Edge("next", self.next, "", ("next",))]
 
 
-class SurveyOptInNode(Strict):
-    """The caller agrees to a survey call after this call (the campaigns' sweeper adds
-    them to the survey campaign once an agent answered and the call ended)."""
+class RequestNode(Strict):
+    """A request the caller makes, for the campaigns' sweeper to act on after the call:
+    noted in the journey as a step of the node's type, then its prompt, then `next`."""
 
-    type: Literal["survey_opt_in"]
     prompt: Prompt | None = None
     next: Name
 
@@ -379,16 +378,18 @@ class SurveyOptInNode(Strict):
         return [Edge("next", self.next, "", ("next",))]
 
 
-class DoNotCallNode(Strict):
+class SurveyOptInNode(RequestNode):
+    """The caller agrees to a survey call after this call (the sweeper adds them to the
+    survey campaign once an agent answered and the call ended)."""
+
+    type: Literal["survey_opt_in"]
+
+
+class DoNotCallNode(RequestNode):
     """The caller asks us never to call them again (the sweeper puts their number on
     the do-not-call list and blocks their pending campaign contacts)."""
 
     type: Literal["do_not_call"]
-    prompt: Prompt | None = None
-    next: Name
-
-    def edges(self) -> list[Edge]:
-        return [Edge("next", self.next, "", ("next",))]
 
 
 class SubflowNode(Strict):

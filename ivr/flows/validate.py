@@ -22,15 +22,14 @@ from ivr.flows.nodes import (
     BranchNode,
     CallbackNode,
     CollectNode,
-    DoNotCallNode,
     GotoNode,
     LanguageNode,
     MenuNode,
     Node,
     PlayNode,
+    RequestNode,
     SetNode,
     SubflowNode,
-    SurveyOptInNode,
     normal_phrase,
     prompts_of,
 )
@@ -44,8 +43,7 @@ STRAIGHT = (
     LanguageNode,
     GotoNode,
     CallbackNode,
-    SurveyOptInNode,
-    DoNotCallNode,
+    RequestNode,
 )
 
 
